@@ -50,6 +50,7 @@ __all__ = [
     "new_product",
     "open_product",
     "read_table",
+    "save_figure",
     "save_model",
     "write_table",
 ]
@@ -1173,4 +1174,14 @@ def save_model(model, out_path: str | os.PathLike, *, overwrite: bool = False) -
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model.save(str(tmp))
+    return out
+
+
+def save_figure(figure, out_path: str | os.PathLike, *, overwrite: bool = False, inputs: tuple[str, ...] = ()) -> Path:
+    """Save a matplotlib Figure as PNG, atomically (plots are made without a display)."""
+    out = Path(out_path)
+    if out.suffix.lower() != ".png":
+        raise OutputError(f"{out}: plots are written as .png")
+    with atomic_path(out, overwrite=overwrite, inputs=inputs, suffix=".png") as tmp:
+        figure.savefig(tmp, dpi=110, bbox_inches="tight")
     return out
