@@ -61,14 +61,15 @@ def summarize(prod: Product) -> dict:
     if info.xref is not None:
         out["xref"], out["yref"] = info.xref, info.yref
     times = prod.integration_times() if prod.kind != "guider" else None
-    if times is not None and len(times):
+    if times is not None and np.isfinite(times["mjd_start"]).any() and np.isfinite(times["mjd_end"]).any():
         start, end = np.nanmin(times["mjd_start"]), np.nanmax(times["mjd_end"])
         out["mjd_start"], out["mjd_end"] = _num(start), _num(end)
         out["duration_s"] = _num((end - start) * 86400.0)
     else:
         start, end = prod.primary_header.get("EXPSTART"), prod.primary_header.get("EXPEND")
-        if start is not None:
-            out["mjd_start"], out["mjd_end"] = _num(start), _num(end)
+        if isinstance(start, (int, float)):
+            out["mjd_start"] = _num(start)
+            out["mjd_end"] = _num(end) if isinstance(end, (int, float)) else None
     out["pipeline_steps"] = {k: v for k, v in info.steps.items() if k not in _TOOL_BY_KEYWORD}
     out["tsotools_steps"] = {_TOOL_BY_KEYWORD[k]: v for k, v in info.steps.items() if k in _TOOL_BY_KEYWORD}
     return out
@@ -119,7 +120,8 @@ def format_summary(summary: dict) -> str:
             f"columns: {rc['count']} ({', '.join(rc['sides']) or 'none'})"
         )
     if "xref" in s:
-        lines.append(f"  reference   XREF_SCI/YREF_SCI = ({s['xref']:.2f}, {s['yref']:.2f}) 0-based")
+        xy = ", ".join("?" if v is None else f"{v:.2f}" for v in (s["xref"], s["yref"]))
+        lines.append(f"  reference   XREF_SCI/YREF_SCI = ({xy}) 0-based")
     if s.get("mjd_start") is not None:
         span = f"MJD {s['mjd_start']:.6f} - {s['mjd_end']:.6f}" if s.get("mjd_end") is not None else f"MJD {s['mjd_start']:.6f}"
         if s.get("duration_s") is not None:
