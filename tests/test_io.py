@@ -267,3 +267,23 @@ def test_reads_do_not_keep_the_file_mapped(ramp_path):
     assert str(ramp_path) not in maps
 
 
+
+
+def test_table_unsigned_columns_round_trip(tmp_path):
+    out = tmp_path / "u.fits"
+    spec = io.TableSpec("EXTRACT1D", {"DQ": ("u4", (3,)), "N": ("i4",)}, nrows=2)
+    with io.new_product(out, fits.Header(), [spec], tool="spectra") as w:
+        w.write("EXTRACT1D", 0, {"DQ": [0, 4, 2**31 + 5], "N": 3})
+        w.write("EXTRACT1D", 1, {"DQ": [1, 1, 1], "N": 3})
+    tab = Table.read(out, hdu="EXTRACT1D")
+    assert tab["DQ"].dtype == np.uint32
+    assert list(tab["DQ"][0]) == [0, 4, 2**31 + 5]
+
+
+def test_compressed_fits_is_refused_in_one_line(ramp_path, tmp_path):
+    import gzip
+
+    gz = tmp_path / "r.fits.gz"
+    gz.write_bytes(gzip.compress(ramp_path.read_bytes()))
+    with pytest.raises(ProductError, match="decompress"):
+        io.open_product(gz)

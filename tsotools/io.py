@@ -204,6 +204,9 @@ class Product:
             raise ProductError(f"{self.path}: not a readable FITS file ({_short(exc)})") from None
         if len(self._hdul) == 0:
             raise ProductError(f"{self.path}: not a readable FITS file (no HDU)")
+        if getattr(self._hdul._file, "compression", None):
+            self.close()
+            raise ProductError(f"{self.path}: compressed FITS cannot be streamed; decompress it first (e.g. gunzip)")
         self._layout: dict[str, _ImageLayout] = {}
         self._locations: list[tuple[int, int, int]] = []
         for i, hdu in enumerate(self._hdul):
@@ -724,7 +727,7 @@ class ProductWriter:
 
     def _write_planes(self, p: _Planned, first: int, values, single: bool = False):
         if p.kind == "table":
-            rows = _table_rows(values, p.stored, single)
+            rows = _table_rows(values, p.stored, single, p.native)
             data, count = rows.tobytes(), len(rows)
             start = p.data_offset + first * p.stored.itemsize
         else:
@@ -776,20 +779,37 @@ def _to_stored(arr: np.ndarray, p: _Planned) -> bytes:
     return np.ascontiguousarray(arr, dtype=p.native).astype(p.stored, copy=False).tobytes()
 
 
-def _table_rows(values, dtype: np.dtype, single: bool) -> np.ndarray:
+def _stored_field(dtype: np.dtype) -> np.dtype:
+    """Big-endian FITS storage of a table field; unsigned ints as offset signed (TZERO)."""
+    if dtype.kind == "b":
+        raise ValueError("boolean table columns are not supported; use int16")
+    if dtype.kind == "u" and dtype.itemsize > 1:
+        return np.dtype(f">i{dtype.itemsize}")
+    return dtype.newbyteorder(">") if dtype.itemsize > 1 and dtype.kind != "S" else dtype
+
+
+def _store_column(values, stored: np.dtype, native: np.dtype):
+    if native.base.kind == "u" and native.base.itemsize > 1:
+        offset = 1 << (8 * native.base.itemsize - 1)
+        return (np.asarray(values).astype(np.int64) - offset).astype(stored.base)
+    return values
+
+
+def _table_rows(values, dtype: np.dtype, single: bool, native: np.dtype | None = None) -> np.ndarray:
+    native = native or dtype
     if single:
         row = np.zeros(1, dtype=dtype)
         for name in dtype.names:
             if name in values:
-                row[name][0] = values[name]
-            elif dtype[name].kind == "f":
+                row[name][0] = _store_column(values[name], dtype[name], native[name])
+            elif dtype[name].base.kind == "f":
                 row[name][0] = np.nan
         return row
     if isinstance(values, Table):
         values = values.as_array()
     out = np.zeros(len(values), dtype=dtype)
     for name in dtype.names:
-        out[name] = values[name]
+        out[name] = _store_column(values[name], dtype[name], native[name])
     return out
 
 
@@ -872,7 +892,7 @@ def _plan_table(spec: TableSpec) -> _Planned:
                       or card.keyword in ("XTENSION", "BITPIX", "PCOUNT", "GCOUNT", "TFIELDS")):
                 hdr[card.keyword] = (card.value, card.comment)
     hdr["NAXIS2"] = spec.nrows
-    stored = np.dtype([(n, native[n].base.newbyteorder(">") if native[n].base.itemsize > 1 else native[n].base, native[n].shape) for n in native.names])
+    stored = np.dtype([(n, _stored_field(native[n].base), native[n].shape) for n in native.names])
     hdr["NAXIS1"] = stored.itemsize
     return _Planned(
         kind="table",
