@@ -68,8 +68,10 @@ def _segment_range(params) -> tuple[int, int]:
     if params.segment is None:
         return 0, params.nints
     k, n = params.segment
-    bounds = np.linspace(0, params.nints, n + 1).round().astype(int)
-    return int(bounds[k - 1]), int(bounds[k])
+    # as np.array_split: the first nints % n segments hold one integration more
+    sizes = [params.nints // n + (1 if s < params.nints % n else 0) for s in range(n)]
+    first = sum(sizes[: k - 1])
+    return first, first + sizes[k - 1]
 
 
 # =============================================================================== planning

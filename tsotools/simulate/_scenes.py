@@ -170,7 +170,8 @@ class GrismScene:
 
 # =============================================================================== imaging
 #: Azimuthal structure of the donut: (m, amplitude, phase rad) terms of 1 + sum a cos(m theta + phase).
-DONUT_AZIMUTHAL = ((1, 0.06, -0.7), (3, 0.08, 0.4), (6, 0.05, 1.1))
+#: No m=1 term, so the light centroid stays at the true position (the truth X, Y).
+DONUT_AZIMUTHAL = ((2, 0.05, -0.7), (3, 0.08, 0.4), (6, 0.04, 1.1))
 #: Donut radial shape: edge softness (px), inner (obscured) radius over outer radius,
 #: brightness of the centre relative to the ring, bright-rim excess and width (px),
 #: faint-wing amplitude relative to the ring.
@@ -188,7 +189,7 @@ def donut(dx, dy, radius_px: float):
 
     A pupil image of outer radius ``radius_px`` with tanh-smoothed edges, a dimmer centre
     (secondary-mirror obscuration blurred), a bright rim just inside the outer edge, some
-    azimuthal structure (1, 3 and 6-fold), and faint wings decaying as r^-4 outside.
+    azimuthal structure (2, 3 and 6-fold, none that moves the centroid), and faint wings decaying as r^-4 outside.
     """
     r = np.hypot(dx, dy)
     theta = np.arctan2(dy, dx)
@@ -228,15 +229,24 @@ class ImagingScene:
         self.xref = self.yref = n / 2.0
         self.radius = params.donut_diameter_px / 2.0
         self.light = ~self.geometry.reference_mask()
-        sub = (np.arange(SUBSAMPLE) + 0.5) / SUBSAMPLE - 0.5
-        yy, xx = np.mgrid[0:n, 0:n].astype(float)
-        self._xs = xx[..., None, None] + sub[None, None, None, :]
-        self._ys = yy[..., None, None] + sub[None, None, :, None]
+        self._sub = (np.arange(SUBSAMPLE) + 0.5) / SUBSAMPLE - 0.5
+        self._yy, self._xx = np.mgrid[0:n, 0:n].astype(float)
         self.norm = 1.0
         self._static = self._unit(*params.xref_offset)
 
     def _donut_image(self, xc, yc):
-        return donut(self._xs - xc, self._ys - yc, self.radius).mean(axis=(-1, -2)) * self.light
+        """Donut centred at (xc, yc): pixel averages of SUBSAMPLE^2 samples where it has
+        structure (within the outer radius + 4 px), pixel-centre values in the smooth wings."""
+        img = donut(self._xx - xc, self._yy - yc, self.radius)
+        n = self.geometry.nx
+        half = self.radius + 4.0
+        x0, x1 = max(int(np.floor(xc - half)), 0), min(int(np.ceil(xc + half)) + 1, n)
+        y0, y1 = max(int(np.floor(yc - half)), 0), min(int(np.ceil(yc + half)) + 1, n)
+        if x1 > x0 and y1 > y0:
+            xs = self._xx[y0:y1, x0:x1, None, None] + self._sub[None, None, None, :]
+            ys = self._yy[y0:y1, x0:x1, None, None] + self._sub[None, None, :, None]
+            img[y0:y1, x0:x1] = donut(xs - xc, ys - yc, self.radius).mean(axis=(-1, -2))
+        return img * self.light
 
     def _unit(self, dx, dy):
         xt, yt = self.xref + dx, self.yref + dy

@@ -130,7 +130,8 @@ def make_pointing(params, timeline: Timeline, scale_arcsec: float, rng: np.rando
 
     Jitter is an Ornstein-Uhlenbeck process per axis (correlation time ``jitter_tau_s``)
     scaled so that the mean over one integration has rms ``jitter_mas``; drift is linear
-    from 0 at the exposure start to ``drift_xy_px`` at its end; the antenna move starts
+    from 0 at the exposure start to ``drift_xy_px`` at its end (constant outside); the
+    antenna move starts
     mid-exposure with a sudden offset of ``hga_px`` that rings down with ``hga_tau_s``.
     """
     t0 = timeline.expstart - margin_s / _DAY
@@ -144,7 +145,8 @@ def make_pointing(params, timeline: Timeline, scale_arcsec: float, rng: np.rando
     eps = rng.standard_normal((2, nframes))
     eps[:, 0] *= 1.0 / np.sqrt(1 - phi**2)  # stationary start
     jit = lfilter([np.sqrt(1 - phi**2)], [1.0, -phi], eps, axis=1) * sigma_px
-    frac = (mjd - timeline.expstart) / max(timeline.expend - timeline.expstart, 1e-12)
+    # the drift runs over the exposure only; the guider margins before and after stay put
+    frac = np.clip((mjd - timeline.expstart) / max(timeline.expend - timeline.expstart, 1e-12), 0.0, 1.0)
     ddx, ddy = params.drift_xy_px
     dx = jit[0] + ddx * frac
     dy = jit[1] + ddy * frac
