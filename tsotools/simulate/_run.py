@@ -135,6 +135,36 @@ class _Plan:
         tab = Table({k: np.concatenate(v) if v else np.zeros(0) for k, v in rows.items()})
         return tab
 
+    def group_table(self) -> np.ndarray:
+        """GROUP table rows (one per group of this file's integrations), as in level-1b files."""
+        tl, p, geo = self.timeline, self.params, self.geometry
+        ints = np.repeat(np.arange(self.first, self.stop), p.ngroups)
+        groups = np.tile(np.arange(p.ngroups), self.nseg)
+        end = tl.start[ints] + (groups + 1) * self.tgroup / _DAY
+        t = Time(end, format="mjd", scale="utc")
+        day_start = Time(np.floor(end), format="mjd", scale="utc")
+        rows = np.zeros(len(end), dtype=[
+            ("integration_number", "i4"), ("group_number", "i2"), ("end_day", "i2"), ("end_milliseconds", "i4"),
+            ("end_submilliseconds", "i2"), ("group_end_time", "S26"), ("number_of_columns", "i2"),
+            ("number_of_rows", "i2"), ("number_of_gaps", "i2"), ("completion_code_number", "i2"),
+            ("completion_code_text", "S36"), ("bary_end_time", "f8"), ("helio_end_time", "f8"),
+        ])
+        ms = (end - np.floor(end)) * _DAY * 1000.0
+        rows["integration_number"] = ints + 1
+        rows["group_number"] = groups + 1
+        rows["end_day"] = [int(d.split(":")[1]) for d in np.atleast_1d(day_start.yday)]
+        rows["end_milliseconds"] = np.floor(ms).astype(np.int32)
+        rows["end_submilliseconds"] = np.floor((ms - np.floor(ms)) * 1000).astype(np.int16)
+        rows["group_end_time"] = [s.encode() for s in t.isot]
+        rows["number_of_columns"] = geo.nx
+        rows["number_of_rows"] = geo.ny
+        rows["completion_code_text"] = b"COMPLETE"
+        # the barycentric correction barely changes within an exposure: use the mid-exposure one
+        offset = float(np.mean(self.bjd["mid"] - 2400000.5 - tl.mid))
+        rows["bary_end_time"] = end + offset
+        rows["helio_end_time"] = end + offset
+        return rows
+
     def int_times(self) -> np.ndarray:
         """INT_TIMES rows for the whole exposure."""
         tl = self.timeline
@@ -357,6 +387,7 @@ def _simulate(outdir, params, scene, simkind: str, prefix: str, truth: bool, ove
     ramp.groupdq = np.zeros((nseg, ng, ny, nx), dtype=np.uint8)
     ramp.pixeldq = pixeldq
     ramp.int_times = plan.int_times()
+    ramp.group = plan.group_table()
     _set_meta(ramp, plan, bunit="DN", steps=_RAMP_STEPS)
 
     sci = np.empty((nseg, ny, nx), dtype=np.float32)
