@@ -27,10 +27,34 @@ from tsotools.simulate import (
 )
 from tsotools.simulate._scenes import GrismScene, ImagingScene
 
-KEYWORDS = ["INSTRUME", "DETECTOR", "EXP_TYPE", "FILTER", "PUPIL", "SUBARRAY", "SUBSTRT1", "SUBSTRT2",
-            "SUBSIZE1", "SUBSIZE2", "FASTAXIS", "SLOWAXIS", "NOUTPUTS", "NINTS", "NGROUPS", "NFRAMES",
-            "GROUPGAP", "TFRAME", "TGROUP", "READPATT", "INTSTART", "INTEND", "EXSEGNUM", "EXSEGTOT",
-            "EXPSTART", "EXPEND"]
+KEYWORDS = [
+    "INSTRUME",
+    "DETECTOR",
+    "EXP_TYPE",
+    "FILTER",
+    "PUPIL",
+    "SUBARRAY",
+    "SUBSTRT1",
+    "SUBSTRT2",
+    "SUBSIZE1",
+    "SUBSIZE2",
+    "FASTAXIS",
+    "SLOWAXIS",
+    "NOUTPUTS",
+    "NINTS",
+    "NGROUPS",
+    "NFRAMES",
+    "GROUPGAP",
+    "TFRAME",
+    "TGROUP",
+    "READPATT",
+    "INTSTART",
+    "INTEND",
+    "EXSEGNUM",
+    "EXSEGTOT",
+    "EXPSTART",
+    "EXPEND",
+]
 
 
 @pytest.fixture(scope="module")
@@ -48,15 +72,22 @@ def imaging(tmp_path_factory):
 @pytest.fixture(scope="module")
 def guider(tmp_path_factory):
     out = tmp_path_factory.mktemp("guider")
-    return simulate_guider(out, GuiderParams(seed=9, nints=6, ngroups=3, subarray="SUB64P", frames_per_file=64),
-                           prefix="gs")
+    return simulate_guider(
+        out,
+        GuiderParams(seed=9, nints=6, ngroups=3, subarray="SUB64P", frames_per_file=64),
+        prefix="gs",
+    )
 
 
 def _open(path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = dm.open(path)
-    problems = [str(w.message) for w in caught if "Validat" in type(w.message).__name__ or "valid" in str(w.message)]
+    problems = [
+        str(w.message)
+        for w in caught
+        if "Validat" in type(w.message).__name__ or "valid" in str(w.message)
+    ]
     assert not problems, problems
     return model
 
@@ -89,10 +120,22 @@ def test_grism_products_open_as_pipeline_models_with_keywords(grism):
         assert (sci["XREF_SCI"], sci["YREF_SCI"]) == (1572.0, 35.0)
         assert model.meta.wcsinfo.siaf_xref_sci == 1572.0
     h = fits.getheader(grism["ramp"])
-    assert (h["DETECTOR"], h["PUPIL"], h["EXP_TYPE"], h["FILTER"]) == ("NRCALONG", "GRISMR", "NRC_TSGRISM", "F322W2")
+    assert (h["DETECTOR"], h["PUPIL"], h["EXP_TYPE"], h["FILTER"]) == (
+        "NRCALONG",
+        "GRISMR",
+        "NRC_TSGRISM",
+        "F322W2",
+    )
     assert (h["SUBSTRT1"], h["SUBSTRT2"], h["SUBSIZE1"], h["SUBSIZE2"]) == (1, 1, 2048, 64)
     assert (h["FASTAXIS"], h["SLOWAXIS"], h["NOUTPUTS"], h["READPATT"]) == (-1, 2, 4, "RAPID")
-    assert (h["NINTS"], h["NGROUPS"], h["NFRAMES"], h["GROUPGAP"], h["INTSTART"], h["INTEND"]) == (6, 4, 1, 0, 1, 6)
+    assert (h["NINTS"], h["NGROUPS"], h["NFRAMES"], h["GROUPGAP"], h["INTSTART"], h["INTEND"]) == (
+        6,
+        4,
+        1,
+        0,
+        1,
+        6,
+    )
     assert h["S_SUPERB"] == "COMPLETE" and h["S_REFPIX"] == "SKIPPED" and "S_JUMP" not in h
     r = fits.getheader(grism["rateints"])
     assert all(r[k] == "COMPLETE" for k in ("S_DQINIT", "S_SATURA", "S_SUPERB", "S_JUMP", "S_RAMP"))
@@ -107,8 +150,12 @@ def test_grism_products_open_as_pipeline_models_with_keywords(grism):
 
 def test_frame_times_are_the_flight_values(tmp_path):
     assert GrismScene(GrismParams()).geometry.frame_time_s == pytest.approx(0.34061)
-    assert GrismScene(GrismParams(subarray="SUBGRISM256")).geometry.frame_time_s == pytest.approx(1.34669)
-    assert ImagingScene(ImagingParams(subarray="SUB64P")).geometry.frame_time_s == pytest.approx(0.05016)
+    assert GrismScene(GrismParams(subarray="SUBGRISM256")).geometry.frame_time_s == pytest.approx(
+        1.34669
+    )
+    assert ImagingScene(ImagingParams(subarray="SUB64P")).geometry.frame_time_s == pytest.approx(
+        0.05016
+    )
 
 
 def test_calints_is_the_64_row_cutout_of_rateints_with_wavelengths(grism):
@@ -118,7 +165,9 @@ def test_calints_is_the_64_row_cutout_of_rateints_with_wavelengths(grism):
     np.testing.assert_array_equal(cal["DQ"].data, rate["DQ"].data[:, :64])
     wl = cal["WAVELENGTH"].data
     assert wl.shape == (64, 2048)
-    assert wl[0, 4] == pytest.approx(2.40, abs=0.01) and wl[0, 1747] == pytest.approx(4.10, abs=0.01)
+    assert wl[0, 4] == pytest.approx(2.40, abs=0.01) and wl[0, 1747] == pytest.approx(
+        4.10, abs=0.01
+    )
 
 
 def test_imaging_products(imaging):
@@ -126,7 +175,12 @@ def test_imaging_products(imaging):
         assert type(_open(imaging[kind])).__name__ == cls
     h = fits.getheader(imaging["rateints"])
     assert (h["DETECTOR"], h["EXP_TYPE"], h["PUPIL"], h["FILTER"], h["NOUTPUTS"]) == (
-        "NRCA3", "NRC_TSIMAGE", "WLP8", "F210M", 1)
+        "NRCA3",
+        "NRC_TSIMAGE",
+        "WLP8",
+        "F210M",
+        1,
+    )
     assert (h["SUBARRAY"], h["SUBSIZE1"], h["SUBSIZE2"]) == ("SUB160P", 160, 160)
     assert h["TFRAME"] == pytest.approx(0.27864)
     # a detector corner: reference pixels on one row edge and one column edge
@@ -172,9 +226,13 @@ def test_ramp_minus_signal_minus_injected_is_ktc_poisson_and_read_noise(grism):
     assert bright.sum() > 5000 and np.std(zb) == pytest.approx(1.0, abs=0.03)
     # group 0 carries kTC + one read; kTC is the same for every group of an integration
     dark = (rate < 5) & clean
-    assert np.std(resid[:, 0][dark]) == pytest.approx(math.hypot(h["KTCNOISE"], h["RDNOISE"]), rel=0.02)
+    assert np.std(resid[:, 0][dark]) == pytest.approx(
+        math.hypot(h["KTCNOISE"], h["RDNOISE"]), rel=0.02
+    )
     mean_resid = resid.mean(axis=1)[dark]
-    assert np.std(mean_resid) == pytest.approx(math.hypot(h["KTCNOISE"], h["RDNOISE"] / 2), rel=0.03)
+    assert np.std(mean_resid) == pytest.approx(
+        math.hypot(h["KTCNOISE"], h["RDNOISE"] / 2), rel=0.03
+    )
 
 
 def test_rateints_is_the_least_squares_slope_with_jumps_excluded(grism):
@@ -216,7 +274,9 @@ def test_rateints_minus_truth_has_the_claimed_variance(grism):
     bright = (truth["RATE"].data[0] > 5000) & clean
     ratio = (rate["VAR_POISSON"].data[0] + rate["VAR_RNOISE"].data[0])[bright] / rv[bright]
     assert np.median(ratio) == pytest.approx(1.0, abs=0.03)
-    np.testing.assert_allclose(rate["ERR"].data ** 2, rate["VAR_POISSON"].data + rate["VAR_RNOISE"].data, rtol=1e-5)
+    np.testing.assert_allclose(
+        rate["ERR"].data ** 2, rate["VAR_POISSON"].data + rate["VAR_RNOISE"].data, rtol=1e-5
+    )
 
 
 def test_oneoverf_rate_is_the_slope_of_the_injected_component(grism):
@@ -226,7 +286,9 @@ def test_oneoverf_rate_is_the_slope_of_the_injected_component(grism):
     t = (np.arange(P.shape[1]) + 1.0) * tg
     w = (t - t.mean()) / np.sum((t - t.mean()) ** 2)
     clean = ~_cr_mask(truth, P[:, 0].shape)
-    np.testing.assert_allclose(truth["ONEOVERF_RATE"].data[clean], np.tensordot(w, P, axes=(0, 1))[clean], atol=1e-3)
+    np.testing.assert_allclose(
+        truth["ONEOVERF_RATE"].data[clean], np.tensordot(w, P, axes=(0, 1))[clean], atol=1e-3
+    )
 
 
 def test_injected_stripes_differ_between_amplifiers_and_follow_read_order(grism):
@@ -262,11 +324,16 @@ def test_shared_1overf_is_sampled_at_the_same_tick_in_every_amplifier():
 
 
 def test_oneoverf_dominates_binned_white_light_noise(tmp_path):
-    paths = simulate_grism(tmp_path, GrismParams(seed=21, nints=10, ngroups=2, cosmic_rays=False, hga=False))
+    paths = simulate_grism(
+        tmp_path, GrismParams(seed=21, nints=10, ngroups=2, cosmic_rays=False, hga=False)
+    )
     truth = fits.open(paths["truth"])
     Pr = truth["ONEOVERF_RATE"].data.astype(np.float64)
     geo = Geometry(0, 0, 2048, 64, 4, -1, 1)
-    for x0, x1 in geo.amplifiers:  # the simplest correction: remove each amplifier's background level
+    for (
+        x0,
+        x1,
+    ) in geo.amplifiers:  # the simplest correction: remove each amplifier's background level
         Pr[..., x0:x1] -= np.median(Pr[:, 50:64, x0:x1], axis=(1, 2))[:, None, None]
     aperture = (slice(None), slice(28, 41), slice(4, 1748))
     oneoverf = Pr[aperture].sum(axis=(1, 2)).std()
@@ -285,9 +352,16 @@ def test_cosmic_rays_are_visible_jumps_and_flagged(grism):
     rate = truth["RATE"].data
     i, g, y, x = cr["INT"] - 1, cr["GROUP"], cr["Y"], cr["X"]
     assert np.all((g >= 1) & (g < ramp.shape[1]))
-    step = ramp[i, g, y, x] - ramp[i, g - 1, y, x] - (P[i, g, y, x] - P[i, g - 1, y, x]) - rate[i, y, x] * h["TGROUP"]
+    step = (
+        ramp[i, g, y, x]
+        - ramp[i, g - 1, y, x]
+        - (P[i, g, y, x] - P[i, g - 1, y, x])
+        - rate[i, y, x] * h["TGROUP"]
+    )
     noise = np.sqrt(2 * h["RDNOISE"] ** 2 + rate[i, y, x] * h["TGROUP"] / h["GAIN"])
-    single = np.array([np.sum((i == a) & (y == b) & (x == c) & (g == d)) == 1 for a, b, c, d in zip(i, y, x, g)])
+    single = np.array(
+        [np.sum((i == a) & (y == b) & (x == c) & (g == d)) == 1 for a, b, c, d in zip(i, y, x, g)]
+    )
     assert np.all(np.abs(step - cr["AMPLITUDE_DN"])[single] < 6 * noise[single])
     np.testing.assert_allclose(cr["SIGMA"], cr["AMPLITUDE_DN"] / noise, rtol=1e-4)
     assert cr["AMPLITUDE_DN"].min() >= 40 and cr["AMPLITUDE_DN"].max() <= 20000
@@ -322,7 +396,9 @@ def test_grism_trace_spectrum_and_filter_edges(grism):
     # a wavelength-dependent depth whose flux-weighted mean is the white-light depth
     depth = tr["DEPTH"]
     assert np.ptp(depth[cols]) > 0.05 * h["TRANSDEP"]
-    assert np.sum(depth * tr["SPECTRUM"]) / np.sum(tr["SPECTRUM"]) == pytest.approx(h["TRANSDEP"], rel=1e-6)
+    assert np.sum(depth * tr["SPECTRUM"]) / np.sum(tr["SPECTRUM"]) == pytest.approx(
+        h["TRANSDEP"], rel=1e-6
+    )
 
 
 def test_grism_shifts_come_from_the_analytic_model():
@@ -379,20 +455,33 @@ def test_same_seed_identical_different_seed_different(tmp_path):
     a = simulate_imaging(tmp_path / "a", ImagingParams(seed=4, **small))
     b = simulate_imaging(tmp_path / "b", ImagingParams(seed=4, **small))
     c = simulate_imaging(tmp_path / "c", ImagingParams(seed=5, **small))
-    for ext, kind in (("SCI", "ramp"), ("SCI", "rateints"), ("ONEOVERF", "truth"), ("RATE", "truth")):
+    for ext, kind in (
+        ("SCI", "ramp"),
+        ("SCI", "rateints"),
+        ("ONEOVERF", "truth"),
+        ("RATE", "truth"),
+    ):
         np.testing.assert_array_equal(fits.getdata(a[kind], ext), fits.getdata(b[kind], ext))
         assert not np.array_equal(fits.getdata(a[kind], ext), fits.getdata(c[kind], ext))
 
 
 def test_segment_holds_the_same_integrations_as_the_whole_exposure(tmp_path):
-    whole = simulate_grism(tmp_path, GrismParams(seed=3, nints=5, ngroups=2), prefix="whole", truth=False)
-    seg = simulate_grism(tmp_path, GrismParams(seed=3, nints=5, ngroups=2, segment=(2, 2)), prefix="seg")
+    whole = simulate_grism(
+        tmp_path, GrismParams(seed=3, nints=5, ngroups=2), prefix="whole", truth=False
+    )
+    seg = simulate_grism(
+        tmp_path, GrismParams(seed=3, nints=5, ngroups=2, segment=(2, 2)), prefix="seg"
+    )
     assert "truth" not in whole and not (tmp_path / "whole_truth.fits").exists()
     h = fits.getheader(seg["ramp"])
     first, last = h["INTSTART"], h["INTEND"]
     assert (h["EXSEGNUM"], h["EXSEGTOT"], h["NINTS"], first, last) == (2, 2, 5, 4, 5)
-    np.testing.assert_array_equal(fits.getdata(seg["ramp"], "SCI"), fits.getdata(whole["ramp"], "SCI")[3:5])
-    np.testing.assert_array_equal(fits.getdata(seg["rateints"], "SCI"), fits.getdata(whole["rateints"], "SCI")[3:5])
+    np.testing.assert_array_equal(
+        fits.getdata(seg["ramp"], "SCI"), fits.getdata(whole["ramp"], "SCI")[3:5]
+    )
+    np.testing.assert_array_equal(
+        fits.getdata(seg["rateints"], "SCI"), fits.getdata(whole["rateints"], "SCI")[3:5]
+    )
     times = fits.getdata(seg["rateints"], "INT_TIMES")
     assert list(times["integration_number"]) == [1, 2, 3, 4, 5]
     assert list(fits.getdata(seg["truth"], "INTEGRATIONS")["INT_NUM"]) == [4, 5]
@@ -427,10 +516,20 @@ def test_guider_files_cover_the_science_span(guider):
         assert type(model).__name__ == "GuiderCalModel"
         h = fits.getheader(path)
         assert (h["EXP_TYPE"], h["GS_MAG"]) == ("FGS_FINEGUIDE", 12.0) and h["GDSTARID"]
-        assert h["V3I_YANG"] == truth[0].header["FGS_V3YA"] and h["VPARITY"] == truth[0].header["FGS_VPAR"]
+        assert (
+            h["V3I_YANG"] == truth[0].header["FGS_V3YA"]
+            and h["VPARITY"] == truth[0].header["FGS_VPAR"]
+        )
         n = model.data.shape[0]
-        assert model.data.shape == (n, 8, 8) and model.data.dtype.kind == "f" and model.data.dtype.itemsize == 4
-        assert len(fits.getdata(path, "Pointing")) == n and len(fits.getdata(path, "FGS Centroid Packet")) == n
+        assert (
+            model.data.shape == (n, 8, 8)
+            and model.data.dtype.kind == "f"
+            and model.data.dtype.itemsize == 4
+        )
+        assert (
+            len(fits.getdata(path, "Pointing")) == n
+            and len(fits.getdata(path, "FGS Centroid Packet")) == n
+        )
         assert (h["DATAEND"] - h["DATASTRT"]) * 86400 == pytest.approx(n / 16.0, rel=1e-6)
         total += n
     assert total == nframes
@@ -452,14 +551,20 @@ def test_guider_science_truth_is_the_mean_of_the_frame_series(guider):
     g2s = np.array([[h["G2S_11"], h["G2S_12"]], [h["G2S_21"], h["G2S_22"]]])
     pix = g2s @ np.vstack([science["DX_MAS"], science["DY_MAS"]])
     np.testing.assert_allclose(pix, np.vstack([science["DX_PIX"], science["DY_PIX"]]), atol=1e-9)
-    assert np.hypot(g2s[0, 0], g2s[1, 0]) == pytest.approx(1 / (1000 * 0.031), rel=1e-9)  # SW pixels
+    assert np.hypot(g2s[0, 0], g2s[1, 0]) == pytest.approx(
+        1 / (1000 * 0.031), rel=1e-9
+    )  # SW pixels
     integ = truth["INTEGRATIONS"].data
     np.testing.assert_allclose(integ["X"] - h["XREF"] - h["XOFFSET"], science["DX_PIX"], atol=1e-9)
     # the antenna move: 0.2 SW px = 6.2 mas on top of ~1 mas jitter
     start = truth["HGA_MOVES"].data["START_MJD"][0]
     before = frames["MJD"] < start
-    jump = np.hypot(*(np.vstack([frames["X_MAS"], frames["Y_MAS"]])[:, ~before][:, 0]
-                      - np.vstack([frames["X_MAS"], frames["Y_MAS"]])[:, before][:, -1]))
+    jump = np.hypot(
+        *(
+            np.vstack([frames["X_MAS"], frames["Y_MAS"]])[:, ~before][:, 0]
+            - np.vstack([frames["X_MAS"], frames["Y_MAS"]])[:, before][:, -1]
+        )
+    )
     assert 3.0 < jump < 10.0
 
 
@@ -468,11 +573,17 @@ def test_pointing_jitter_drift_and_antenna_move():
 
     from tsotools.simulate._timeline import integration_means, make_pointing, make_timeline
 
-    params = GrismParams(nints=3000, ngroups=3, jitter_mas=1.0, drift_x_px=0.5, drift_y_px=-0.25, hga_px=0.2)
+    params = GrismParams(
+        nints=3000, ngroups=3, jitter_mas=1.0, drift_x_px=0.5, drift_y_px=-0.25, hga_px=0.2
+    )
     tl = make_timeline(params.expstart_mjd, params.nints, params.ngroups, 0.34061)
     pt = make_pointing(params, tl, 0.063, np.random.default_rng(1))
-    still = make_pointing(replace(params, hga=False, drift_x_px=0.0, drift_y_px=0.0), tl, 0.063,
-                          np.random.default_rng(1))
+    still = make_pointing(
+        replace(params, hga=False, drift_x_px=0.0, drift_y_px=0.0),
+        tl,
+        0.063,
+        np.random.default_rng(1),
+    )
     # jitter_mas is the rms of the per-integration mean pointing
     means = integration_means(still.mjd, still.dx, tl) * 63.0
     assert np.std(means) == pytest.approx(1.0, rel=0.15)
@@ -511,26 +622,30 @@ def test_guider_centroids_track_the_true_pointing(guider):
 
 
 def test_guider_without_tables(tmp_path):
-    paths = simulate_guider(tmp_path, GuiderParams(nints=2, ngroups=2, subarray="SUB64P", tables=False),
-                            truth=False)
+    paths = simulate_guider(
+        tmp_path, GuiderParams(nints=2, ngroups=2, subarray="SUB64P", tables=False), truth=False
+    )
     names = [h.name for h in fits.open(paths["gs-fg_1"])]
     assert "POINTING" not in names and "FGS CENTROID PACKET" not in names
     assert type(_open(paths["gs-fg_1"])).__name__ == "GuiderCalModel"
 
 
 # ================================================================================ params
-@pytest.mark.parametrize("cls, kwargs, field", [
-    (GrismParams, {"nints": 0}, "nints"),
-    (GrismParams, {"ngroups": 1}, "ngroups"),
-    (GrismParams, {"subarray": "SUB64P"}, "subarray"),
-    (GrismParams, {"noutputs": 2}, "noutputs"),
-    (GrismParams, {"transit_depth": -0.1}, "transit_depth"),
-    (GrismParams, {"segment": (3, 2)}, "segment"),
-    (ImagingParams, {"filter": "F322W2"}, "filter"),
-    (ImagingParams, {"shared_fraction": 1.5}, "shared_fraction"),
-    (GuiderParams, {"frames_per_file": 2}, "frames_per_file"),
-    (GuiderParams, {"science": "nope"}, "science"),
-])
+@pytest.mark.parametrize(
+    "cls, kwargs, field",
+    [
+        (GrismParams, {"nints": 0}, "nints"),
+        (GrismParams, {"ngroups": 1}, "ngroups"),
+        (GrismParams, {"subarray": "SUB64P"}, "subarray"),
+        (GrismParams, {"noutputs": 2}, "noutputs"),
+        (GrismParams, {"transit_depth": -0.1}, "transit_depth"),
+        (GrismParams, {"segment": (3, 2)}, "segment"),
+        (ImagingParams, {"filter": "F322W2"}, "filter"),
+        (ImagingParams, {"shared_fraction": 1.5}, "shared_fraction"),
+        (GuiderParams, {"frames_per_file": 2}, "frames_per_file"),
+        (GuiderParams, {"science": "nope"}, "science"),
+    ],
+)
 def test_bad_params_name_the_field(cls, kwargs, field):
     with pytest.raises(ValueError, match=field):
         cls(**kwargs)
@@ -540,14 +655,36 @@ def test_params_are_frozen_and_defaults_are_small():
     p = GrismParams()
     with pytest.raises(AttributeError):
         p.nints = 3
-    assert (p.nints, p.ngroups, p.subarray, p.filter, p.noutputs, p.gain) == (20, 5, "SUBGRISM64", "F322W2", 4, 1.8)
+    assert (p.nints, p.ngroups, p.subarray, p.filter, p.noutputs, p.gain) == (
+        20,
+        5,
+        "SUBGRISM64",
+        "F322W2",
+        4,
+        1.8,
+    )
     assert ImagingParams().gain == 2.05 and GuiderParams().science_params().subarray == "SUB160P"
 
 
 # =================================================================================== CLI
 def test_cli_simulate_json_and_no_truth(tmp_path):
-    result = CliRunner().invoke(main, ["simulate", "grism", "-o", str(tmp_path / "sim"), "--nints", "2",
-                                       "--ngroups", "2", "--no-truth", "--json", "--seed", "1"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "simulate",
+            "grism",
+            "-o",
+            str(tmp_path / "sim"),
+            "--nints",
+            "2",
+            "--ngroups",
+            "2",
+            "--no-truth",
+            "--json",
+            "--seed",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     outputs = json.loads(result.stdout)["outputs"]
     assert set(outputs) == {"ramp", "rateints", "calints"}
@@ -556,16 +693,55 @@ def test_cli_simulate_json_and_no_truth(tmp_path):
 
 def test_cli_simulate_guider_no_tables_and_bad_values(tmp_path):
     runner = CliRunner()
-    result = runner.invoke(main, ["simulate", "guider", "-o", str(tmp_path), "--nints", "2", "--ngroups", "2",
-                                  "--subarray", "SUB64P", "--no-tables", "--prefix", "gs", "-q"])
+    result = runner.invoke(
+        main,
+        [
+            "simulate",
+            "guider",
+            "-o",
+            str(tmp_path),
+            "--nints",
+            "2",
+            "--ngroups",
+            "2",
+            "--subarray",
+            "SUB64P",
+            "--no-tables",
+            "--prefix",
+            "gs",
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "POINTING" not in [h.name for h in fits.open(tmp_path / "gs_gs-fg_1_cal.fits")]
-    for args in (["--segment", "3/2"], ["--subarray", "SUBGRISM64"], ["--segment", "x"], ["--nints", "0"]):
+    for args in (
+        ["--segment", "3/2"],
+        ["--subarray", "SUBGRISM64"],
+        ["--segment", "x"],
+        ["--nints", "0"],
+    ):
         result = runner.invoke(main, ["simulate", "guider", "-o", str(tmp_path / "bad"), *args])
         assert result.exit_code == 2, (args, result.output)
-        errors = [ln for ln in result.output.splitlines() if ln.startswith(("tsotools: error:", "Error:"))]
+        errors = [
+            ln for ln in result.output.splitlines() if ln.startswith(("tsotools: error:", "Error:"))
+        ]
         assert len(errors) == 1, result.output
         assert "Traceback" not in result.output
-    result = runner.invoke(main, ["simulate", "guider", "-o", str(tmp_path), "--nints", "2", "--ngroups", "2",
-                                  "--subarray", "SUB64P", "--prefix", "gs"])
+    result = runner.invoke(
+        main,
+        [
+            "simulate",
+            "guider",
+            "-o",
+            str(tmp_path),
+            "--nints",
+            "2",
+            "--ngroups",
+            "2",
+            "--subarray",
+            "SUB64P",
+            "--prefix",
+            "gs",
+        ],
+    )
     assert result.exit_code == 2 and "--overwrite" in result.output

@@ -220,83 +220,252 @@ def _sim_options(kind):
         return cls.__dataclass_fields__[name].default
 
     opts = [
-        click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False),
-                     help="Output directory (created if missing)."),
-        click.option("--prefix", default=kind, show_default=True, help="File-name prefix of every output."),
-        click.option("--seed", type=click.IntRange(min=0), default=d("seed"), show_default=True,
-                     help="Random seed; the same seed writes identical files."),
-        click.option("--nints", type=click.IntRange(min=1), default=d("nints"), show_default=True,
-                     help="Integrations in the exposure."),
-        click.option("--ngroups", type=click.IntRange(min=2), default=d("ngroups"), show_default=True,
-                     help="Groups per integration (RAPID: one frame per group)."),
+        click.option(
+            "-o",
+            "--outdir",
+            required=True,
+            type=click.Path(file_okay=False),
+            help="Output directory (created if missing).",
+        ),
+        click.option(
+            "--prefix", default=kind, show_default=True, help="File-name prefix of every output."
+        ),
+        click.option(
+            "--seed",
+            type=click.IntRange(min=0),
+            default=d("seed"),
+            show_default=True,
+            help="Random seed; the same seed writes identical files.",
+        ),
+        click.option(
+            "--nints",
+            type=click.IntRange(min=1),
+            default=d("nints"),
+            show_default=True,
+            help="Integrations in the exposure.",
+        ),
+        click.option(
+            "--ngroups",
+            type=click.IntRange(min=2),
+            default=d("ngroups"),
+            show_default=True,
+            help="Groups per integration (RAPID: one frame per group).",
+        ),
     ]
     if kind == "grism":
         opts += [
-            click.option("--subarray", type=click.Choice(list(sp.GRISM_SUBARRAYS)), default=d("subarray"),
-                         show_default=True, help="Grism subarray (2048 px wide, at the bottom edge)."),
-            click.option("--filter", "filter_", type=click.Choice(list(sp.GRISM_FILTERS)), default=d("filter"),
-                         show_default=True, help="Long-wave filter used with GRISMR."),
-            click.option("--noutputs", type=click.Choice(["1", "4"]), default=str(d("noutputs")),
-                         show_default=True, help="Number of detector outputs (amplifiers)."),
+            click.option(
+                "--subarray",
+                type=click.Choice(list(sp.GRISM_SUBARRAYS)),
+                default=d("subarray"),
+                show_default=True,
+                help="Grism subarray (2048 px wide, at the bottom edge).",
+            ),
+            click.option(
+                "--filter",
+                "filter_",
+                type=click.Choice(list(sp.GRISM_FILTERS)),
+                default=d("filter"),
+                show_default=True,
+                help="Long-wave filter used with GRISMR.",
+            ),
+            click.option(
+                "--noutputs",
+                type=click.Choice(["1", "4"]),
+                default=str(d("noutputs")),
+                show_default=True,
+                help="Number of detector outputs (amplifiers).",
+            ),
         ]
     elif kind == "imaging":
         opts += [
-            click.option("--subarray", type=click.Choice(list(sp.IMAGING_SUBARRAYS)), default=d("subarray"),
-                         show_default=True, help="Weak-lens subarray (square, in a detector corner)."),
-            click.option("--filter", "filter_", type=click.Choice(list(sp.IMAGING_FILTERS)), default=d("filter"),
-                         show_default=True, help="Short-wave filter used with the WLP8 pupil."),
-            click.option("--neighbour-ratio", type=click.FloatRange(min=0), default=d("neighbour_ratio"),
-                         show_default=True, help="Flux of a partly blended neighbour over the target's; 0 none."),
+            click.option(
+                "--subarray",
+                type=click.Choice(list(sp.IMAGING_SUBARRAYS)),
+                default=d("subarray"),
+                show_default=True,
+                help="Weak-lens subarray (square, in a detector corner).",
+            ),
+            click.option(
+                "--filter",
+                "filter_",
+                type=click.Choice(list(sp.IMAGING_FILTERS)),
+                default=d("filter"),
+                show_default=True,
+                help="Short-wave filter used with the WLP8 pupil.",
+            ),
+            click.option(
+                "--neighbour-ratio",
+                type=click.FloatRange(min=0),
+                default=d("neighbour_ratio"),
+                show_default=True,
+                help="Flux of a partly blended neighbour over the target's; 0 none.",
+            ),
         ]
     else:
         opts += [
-            click.option("--science", type=click.Choice(["imaging", "grism"]), default=d("science"),
-                         show_default=True, help="Science exposure the guider data accompany."),
-            click.option("--subarray", default=None,
-                         help="Science subarray [default: SUB160P for imaging, SUBGRISM64 for grism]."),
-            click.option("--filter", "filter_", default=None,
-                         help="Science filter [default: F210M for imaging, F322W2 for grism]."),
-            click.option("--no-tables", "tables", is_flag=True, flag_value=False, default=True,
-                         help="Write guider files without the Pointing and FGS Centroid Packet tables."),
-            click.option("--frames-per-file", type=click.IntRange(min=16), default=d("frames_per_file"),
-                         show_default=True, help="16 Hz fine-guide frames per file (3072 = 192 s)."),
-            click.option("--gs-mag", type=float, default=d("gs_mag"), show_default=True,
-                         help="Guide-star magnitude (GS_MAG); sets its count rate."),
+            click.option(
+                "--science",
+                type=click.Choice(["imaging", "grism"]),
+                default=d("science"),
+                show_default=True,
+                help="Science exposure the guider data accompany.",
+            ),
+            click.option(
+                "--subarray",
+                default=None,
+                help="Science subarray [default: SUB160P for imaging, SUBGRISM64 for grism].",
+            ),
+            click.option(
+                "--filter",
+                "filter_",
+                default=None,
+                help="Science filter [default: F210M for imaging, F322W2 for grism].",
+            ),
+            click.option(
+                "--no-tables",
+                "tables",
+                is_flag=True,
+                flag_value=False,
+                default=True,
+                help="Write guider files without the Pointing and FGS Centroid Packet tables.",
+            ),
+            click.option(
+                "--frames-per-file",
+                type=click.IntRange(min=16),
+                default=d("frames_per_file"),
+                show_default=True,
+                help="16 Hz fine-guide frames per file (3072 = 192 s).",
+            ),
+            click.option(
+                "--gs-mag",
+                type=float,
+                default=d("gs_mag"),
+                show_default=True,
+                help="Guide-star magnitude (GS_MAG); sets its count rate.",
+            ),
         ]
     opts += [
-        click.option("--oneoverf", "oneoverf_scale", type=click.FloatRange(min=0), default=d("oneoverf_scale"),
-                     show_default=True, help="Scale of the injected 1/f + pre-amp offset + odd/even noise; 0 off."),
-        click.option("--shared-fraction", type=click.FloatRange(0, 1), default=d("shared_fraction"),
-                     show_default=True, help="Part of the 1/f variance common to all amplifiers."),
-        click.option("--no-oddeven", "oddeven", is_flag=True, flag_value=False, default=True,
-                     help="Leave out the odd/even column offsets."),
-        click.option("--no-cosmic-rays", "cosmic_rays", is_flag=True, flag_value=False, default=True,
-                     help="Leave out cosmic rays."),
-        click.option("--cr-rate", type=click.FloatRange(min=0), default=d("cr_rate"), show_default=True,
-                     help="Cosmic-ray hits per pixel per second."),
-        click.option("--jitter", "jitter_mas", type=click.FloatRange(min=0), default=d("jitter_mas"),
-                     show_default=True, help="Pointing jitter: mas rms per axis of each integration's mean."),
-        click.option("--drift", "drift_px", type=float, default=d("drift_px"), show_default=True,
-                     help="Linear pointing drift over the exposure, science pixels, along x and y."),
-        click.option("--drift-x", "drift_x_px", type=float, default=None,
-                     help="Drift along x over the exposure, pixels [default: --drift]."),
-        click.option("--drift-y", "drift_y_px", type=float, default=None,
-                     help="Drift along y over the exposure, pixels [default: --drift]."),
-        click.option("--no-hga", "hga", is_flag=True, flag_value=False, default=True,
-                     help="No high-gain-antenna move mid-exposure."),
-        click.option("--transit-depth", type=click.FloatRange(0, 0.5, max_open=True), default=d("transit_depth"),
-                     show_default=True, help="White-light transit depth (relative flux drop); 0 for none."),
-        click.option("--xref-offset", type=(float, float), default=d("xref_offset"), show_default=True,
-                     help="True star position minus XREF_SCI/YREF_SCI, pixels (X Y)."),
-        click.option("--sky-rate", type=click.FloatRange(min=0), default=d("sky_rate"),
-                     show_default=d("sky_rate") is not None,
-                     help="Sky, DN/s per pixel" + (" [default: per science kind]." if kind == "guider" else ".")),
-        click.option("--peak-dn", type=click.FloatRange(min=0, min_open=True), default=d("peak_dn"),
-                     show_default=True, help="Signal of the brightest star pixel in the last group, DN."),
-        click.option("--segment", callback=_parse_segment, metavar="K/N", default=None,
-                     help="Write segment K of N of the exposure (INTSTART..INTEND), e.g. 2/3."),
-        click.option("--no-truth", "truth", is_flag=True, flag_value=False, default=True,
-                     help="Do not write <prefix>_truth.fits (for large benchmark files)."),
+        click.option(
+            "--oneoverf",
+            "oneoverf_scale",
+            type=click.FloatRange(min=0),
+            default=d("oneoverf_scale"),
+            show_default=True,
+            help="Scale of the injected 1/f + pre-amp offset + odd/even noise; 0 off.",
+        ),
+        click.option(
+            "--shared-fraction",
+            type=click.FloatRange(0, 1),
+            default=d("shared_fraction"),
+            show_default=True,
+            help="Part of the 1/f variance common to all amplifiers.",
+        ),
+        click.option(
+            "--no-oddeven",
+            "oddeven",
+            is_flag=True,
+            flag_value=False,
+            default=True,
+            help="Leave out the odd/even column offsets.",
+        ),
+        click.option(
+            "--no-cosmic-rays",
+            "cosmic_rays",
+            is_flag=True,
+            flag_value=False,
+            default=True,
+            help="Leave out cosmic rays.",
+        ),
+        click.option(
+            "--cr-rate",
+            type=click.FloatRange(min=0),
+            default=d("cr_rate"),
+            show_default=True,
+            help="Cosmic-ray hits per pixel per second.",
+        ),
+        click.option(
+            "--jitter",
+            "jitter_mas",
+            type=click.FloatRange(min=0),
+            default=d("jitter_mas"),
+            show_default=True,
+            help="Pointing jitter: mas rms per axis of each integration's mean.",
+        ),
+        click.option(
+            "--drift",
+            "drift_px",
+            type=float,
+            default=d("drift_px"),
+            show_default=True,
+            help="Linear pointing drift over the exposure, science pixels, along x and y.",
+        ),
+        click.option(
+            "--drift-x",
+            "drift_x_px",
+            type=float,
+            default=None,
+            help="Drift along x over the exposure, pixels [default: --drift].",
+        ),
+        click.option(
+            "--drift-y",
+            "drift_y_px",
+            type=float,
+            default=None,
+            help="Drift along y over the exposure, pixels [default: --drift].",
+        ),
+        click.option(
+            "--no-hga",
+            "hga",
+            is_flag=True,
+            flag_value=False,
+            default=True,
+            help="No high-gain-antenna move mid-exposure.",
+        ),
+        click.option(
+            "--transit-depth",
+            type=click.FloatRange(0, 0.5, max_open=True),
+            default=d("transit_depth"),
+            show_default=True,
+            help="White-light transit depth (relative flux drop); 0 for none.",
+        ),
+        click.option(
+            "--xref-offset",
+            type=(float, float),
+            default=d("xref_offset"),
+            show_default=True,
+            help="True star position minus XREF_SCI/YREF_SCI, pixels (X Y).",
+        ),
+        click.option(
+            "--sky-rate",
+            type=click.FloatRange(min=0),
+            default=d("sky_rate"),
+            show_default=d("sky_rate") is not None,
+            help="Sky, DN/s per pixel"
+            + (" [default: per science kind]." if kind == "guider" else "."),
+        ),
+        click.option(
+            "--peak-dn",
+            type=click.FloatRange(min=0, min_open=True),
+            default=d("peak_dn"),
+            show_default=True,
+            help="Signal of the brightest star pixel in the last group, DN.",
+        ),
+        click.option(
+            "--segment",
+            callback=_parse_segment,
+            metavar="K/N",
+            default=None,
+            help="Write segment K of N of the exposure (INTSTART..INTEND), e.g. 2/3.",
+        ),
+        click.option(
+            "--no-truth",
+            "truth",
+            is_flag=True,
+            flag_value=False,
+            default=True,
+            help="Do not write <prefix>_truth.fits (for large benchmark files).",
+        ),
         click.option("--overwrite", is_flag=True, help="Replace existing outputs."),
         json_option,
         common_options,
@@ -310,7 +479,9 @@ def _sim_options(kind):
     return decorate
 
 
-def _simulate(kind, outdir, prefix, truth, overwrite, as_json, filter_=None, noutputs=None, **fields):
+def _simulate(
+    kind, outdir, prefix, truth, overwrite, as_json, filter_=None, noutputs=None, **fields
+):
     """Build the params, run the simulator with a progress bar, report the outputs."""
     from . import simulate as sim
     from .progress import progress_bar
@@ -319,15 +490,20 @@ def _simulate(kind, outdir, prefix, truth, overwrite, as_json, filter_=None, nou
         fields["filter"] = filter_
     if noutputs is not None:
         fields["noutputs"] = int(noutputs)
-    cls, run = {"grism": (sim.GrismParams, sim.simulate_grism), "imaging": (sim.ImagingParams, sim.simulate_imaging),
-                "guider": (sim.GuiderParams, sim.simulate_guider)}[kind]
+    cls, run = {
+        "grism": (sim.GrismParams, sim.simulate_grism),
+        "imaging": (sim.ImagingParams, sim.simulate_imaging),
+        "guider": (sim.GuiderParams, sim.simulate_guider),
+    }[kind]
     try:
         params = cls(**fields)
     except ValueError as exc:
         raise TsoToolsError(f"invalid option: {exc}") from None
     quiet = bool((click.get_current_context().find_root().obj or {}).get("quiet"))
     with progress_bar(f"simulate {kind}", total=params.nints, enabled=not quiet) as advance:
-        paths = run(outdir, params, prefix=prefix, truth=truth, overwrite=overwrite, progress=advance)
+        paths = run(
+            outdir, params, prefix=prefix, truth=truth, overwrite=overwrite, progress=advance
+        )
     outputs = {k: str(v) for k, v in paths.items()}
     if as_json:
         report({"outputs": outputs}, True)

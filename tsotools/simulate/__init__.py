@@ -40,7 +40,14 @@ Units, amplitudes and their sources, and what is not simulated: ``docs/simulator
 
 from .params import GrismParams, GuiderParams, ImagingParams
 
-__all__ = ["GrismParams", "GuiderParams", "ImagingParams", "simulate_grism", "simulate_guider", "simulate_imaging"]
+__all__ = [
+    "GrismParams",
+    "GuiderParams",
+    "ImagingParams",
+    "simulate_grism",
+    "simulate_guider",
+    "simulate_imaging",
+]
 
 
 def __getattr__(name):

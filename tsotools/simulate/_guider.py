@@ -16,7 +16,13 @@ from scipy.special import erf
 
 from ..detector import FGS_PIXEL_SCALE_ARCSEC
 
-__all__ = ["FGS_V3IDLYANGLE_DEG", "FGS_VIDLPARITY", "SCIENCE_V3IDLYANGLE_DEG", "Transform", "guider_frames"]
+__all__ = [
+    "FGS_V3IDLYANGLE_DEG",
+    "FGS_VIDLPARITY",
+    "SCIENCE_V3IDLYANGLE_DEG",
+    "Transform",
+    "guider_frames",
+]
 
 #: FGS1 (FGS1_FULL) V3IdlYAngle in degrees and ideal-frame parity (SIAF, 2023 alignment).
 FGS_V3IDLYANGLE_DEG = -1.24120427
@@ -110,14 +116,20 @@ def guider_frames(mjd, x_mas, y_mas, gs_mag, rng: np.random.Generator):
     cy = 3.5 - 0.08 + y_mas / scale_mas
     edges = np.arange(9) - 0.0
     s = GS_SIGMA_PX * np.sqrt(2)
-    fx = 0.5 * (erf((edges[None, 1:] - cx[:, None]) / s) - erf((edges[None, :-1] - cx[:, None]) / s))
-    fy = 0.5 * (erf((edges[None, 1:] - cy[:, None]) / s) - erf((edges[None, :-1] - cy[:, None]) / s))
+    fx = 0.5 * (
+        erf((edges[None, 1:] - cx[:, None]) / s) - erf((edges[None, :-1] - cx[:, None]) / s)
+    )
+    fy = 0.5 * (
+        erf((edges[None, 1:] - cy[:, None]) / s) - erf((edges[None, :-1] - cy[:, None]) / s)
+    )
     model = flux * fy[:, :, None] * fx[:, None, :] + GS_BACKGROUND
     var_dn = model * FRAME_S / GS_GAIN + GS_READNOISE_DN**2
     sci = model + rng.standard_normal(model.shape) * np.sqrt(var_dn) / FRAME_S
     err = np.sqrt(var_dn) / FRAME_S
     star_dn = flux * FRAME_S
-    snr = star_dn / np.sqrt(star_dn / GS_GAIN + 64 * (GS_READNOISE_DN**2 + GS_BACKGROUND * FRAME_S / GS_GAIN))
+    snr = star_dn / np.sqrt(
+        star_dn / GS_GAIN + 64 * (GS_READNOISE_DN**2 + GS_BACKGROUND * FRAME_S / GS_GAIN)
+    )
     nea_mas = np.sqrt(2.0) * GS_SIGMA_PX * scale_mas / snr
     noise = rng.standard_normal((3, n))
     return {
@@ -131,7 +143,9 @@ def guider_frames(mjd, x_mas, y_mas, gs_mag, rng: np.random.Generator):
     }
 
 
-def pointing_rows(mjd, x_mas, y_mas, data_start, hga_start, hga_stop, transform: Transform, pa_v3_deg: float):
+def pointing_rows(
+    mjd, x_mas, y_mas, data_start, hga_start, hga_stop, transform: Transform, pa_v3_deg: float
+):
     """Rows of the ``Pointing`` table (one per frame).
 
     ``time`` is ms from the file's DATASTRT; ``jitter`` the distance of the guide star
@@ -143,32 +157,60 @@ def pointing_rows(mjd, x_mas, y_mas, data_start, hga_start, hga_stop, transform:
     dra = -(dv[0] * np.cos(pa) + dv[1] * np.sin(pa))
     ddec = -(-dv[0] * np.sin(pa) + dv[1] * np.cos(pa))
     n = len(mjd)
-    rows = np.zeros(n, dtype=[
-        ("time", "f8"), ("jitter", "f8"), ("delta_ddc_ra", "f8"), ("delta_ddc_dec", "f8"),
-        ("delta_aperture_pa", "f8"), ("delta_v1_ra", "f8"), ("delta_v1_dec", "f8"), ("delta_v3_pa", "f8"),
-        ("delta_j1_ra", "f8"), ("delta_j1_dec", "f8"), ("delta_j3_pa", "f8"), ("HGA_motion", "S16"),
-    ])
+    rows = np.zeros(
+        n,
+        dtype=[
+            ("time", "f8"),
+            ("jitter", "f8"),
+            ("delta_ddc_ra", "f8"),
+            ("delta_ddc_dec", "f8"),
+            ("delta_aperture_pa", "f8"),
+            ("delta_v1_ra", "f8"),
+            ("delta_v1_dec", "f8"),
+            ("delta_v3_pa", "f8"),
+            ("delta_j1_ra", "f8"),
+            ("delta_j1_dec", "f8"),
+            ("delta_j3_pa", "f8"),
+            ("HGA_motion", "S16"),
+        ],
+    )
     rows["time"] = (mjd - data_start) * _DAY * 1000.0
     rows["jitter"] = np.hypot(x_mas, y_mas)
     for prefix in ("delta_ddc", "delta_v1", "delta_j1"):
         rows[f"{prefix}_ra"] = dra
         rows[f"{prefix}_dec"] = ddec
-    moving = np.zeros(n, dtype=bool) if hga_start is None else (mjd >= hga_start) & (mjd <= hga_stop)
+    moving = (
+        np.zeros(n, dtype=bool) if hga_start is None else (mjd >= hga_start) & (mjd <= hga_stop)
+    )
     rows["HGA_motion"] = np.where(moving, b"MOVING", b"NOT_MOVING")
     return rows
 
 
 def centroid_rows(mjd, frames):
-    """Rows of the ``FGS Centroid Packet`` table (one per frame); positions in arcsec, ideal frame."""
+    """Rows of the ``FGS Centroid Packet`` table, one per frame; positions in arcsec (ideal)."""
     n = len(mjd)
-    rows = np.zeros(n, dtype=[
-        ("observatory_time", "S23"), ("centroid_time", "S23"), ("guide_star_position_x", "f8"),
-        ("guide_star_position_y", "f8"), ("guide_star_instrument_counts_per_sec", "f8"),
-        ("signal_to_noise_current_frame", "f8"), ("delta_signal", "f8"), ("delta_noise", "f8"),
-        ("psf_width_x", "i4"), ("psf_width_y", "i4"), ("data_quality", "i4"), ("bad_pixel_flag", "S4"),
-        ("bad_centroid_dq_flag", "S12"), ("cosmic_ray_hit_flag", "S5"), ("sw_subwindow_loc_change_flag", "S5"),
-        ("guide_star_at_detector_subwindow_boundary_flag", "S5"), ("subwindow_out_of_FOV_flag", "S5"),
-    ])
+    rows = np.zeros(
+        n,
+        dtype=[
+            ("observatory_time", "S23"),
+            ("centroid_time", "S23"),
+            ("guide_star_position_x", "f8"),
+            ("guide_star_position_y", "f8"),
+            ("guide_star_instrument_counts_per_sec", "f8"),
+            ("signal_to_noise_current_frame", "f8"),
+            ("delta_signal", "f8"),
+            ("delta_noise", "f8"),
+            ("psf_width_x", "i4"),
+            ("psf_width_y", "i4"),
+            ("data_quality", "i4"),
+            ("bad_pixel_flag", "S4"),
+            ("bad_centroid_dq_flag", "S12"),
+            ("cosmic_ray_hit_flag", "S5"),
+            ("sw_subwindow_loc_change_flag", "S5"),
+            ("guide_star_at_detector_subwindow_boundary_flag", "S5"),
+            ("subwindow_out_of_FOV_flag", "S5"),
+        ],
+    )
     iso = _iso(mjd)
     rows["observatory_time"] = iso
     rows["centroid_time"] = iso
@@ -183,7 +225,11 @@ def centroid_rows(mjd, frames):
     rows["psf_width_y"] = width
     rows["bad_pixel_flag"] = b"NO"
     rows["bad_centroid_dq_flag"] = b"NO_BAD_CENT"
-    for name in ("cosmic_ray_hit_flag", "sw_subwindow_loc_change_flag",
-                 "guide_star_at_detector_subwindow_boundary_flag", "subwindow_out_of_FOV_flag"):
+    for name in (
+        "cosmic_ray_hit_flag",
+        "sw_subwindow_loc_change_flag",
+        "guide_star_at_detector_subwindow_boundary_flag",
+        "subwindow_out_of_FOV_flag",
+    ):
         rows[name] = b"FALSE"
     return rows

@@ -32,8 +32,10 @@ PREAMP_OFFSET_DN = 20.0
 ODDEVEN_DN = 2.0
 
 
-def oneoverf_stream(rng: np.random.Generator, nticks: int, psd_dn2: float = ONEOVERF_PSD_DN2) -> np.ndarray:
-    """A stream of 1/f noise sampled at the pixel clock.
+def oneoverf_stream(
+    rng: np.random.Generator, nticks: int, psd_dn2: float = ONEOVERF_PSD_DN2
+) -> np.ndarray:
+    """Make a stream of 1/f noise sampled at the pixel clock.
 
     Parameters
     ----------
@@ -69,7 +71,7 @@ def injected_component(
     preamp_dn: float = PREAMP_OFFSET_DN,
     oddeven_dn: float = ODDEVEN_DN,
 ) -> np.ndarray:
-    """The component P added to every group of one integration: 1/f + offsets.
+    """Make the component P added to every group of one integration: 1/f + offsets.
 
     P = scale * (pre-amp offset[g, amp] + sqrt(1 - s) * 1/f_amp[tick] + sqrt(s) * 1/f_shared[tick]
     + odd/even offset[g, amp, parity]), with s = ``shared_fraction`` (part of the 1/f
@@ -90,7 +92,9 @@ def injected_component(
     per_frame = geometry.ticks_per_frame
     nticks = ngroups * per_frame
     ticks = geometry.read_ticks()
-    idx = (np.arange(ngroups, dtype=np.int64)[:, None, None] * per_frame + ticks[None]).astype(np.intp)
+    idx = (np.arange(ngroups, dtype=np.int64)[:, None, None] * per_frame + ticks[None]).astype(
+        np.intp
+    )
     streams = np.stack([oneoverf_stream(rng, nticks, psd_dn2) for _ in range(namp)])
     shared = oneoverf_stream(rng, nticks, psd_dn2)
     out = streams[amap[None, None, :], idx]

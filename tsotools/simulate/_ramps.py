@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SATURATION_DN", "RampFit", "build_ramp", "fit_ramps", "plain_fit_weights"]
+__all__ = ["SATURATION_DN", "RampFit", "build_ramp", "plain_fit_weights"]
 
 #: Signal above the superbias at which a pixel saturates, DN (NIRCam full well ~ 1e5 e-).
 SATURATION_DN = 55000.0
@@ -110,7 +110,9 @@ class RampFit:
         self.sxx = np.full((ny, nx), sxx)
         self.poisson_coeff = np.full((ny, nx), pc)
         self.jump = np.zeros((ny, nx), dtype=bool)
-        self.any_saturated = np.zeros((ny, nx), dtype=bool) if saturated is None else saturated[-1].copy()
+        self.any_saturated = (
+            np.zeros((ny, nx), dtype=bool) if saturated is None else saturated[-1].copy()
+        )
         special = self.any_saturated.copy()
         if cr is not None and len(cr[0]):
             self.jump[cr[1], cr[2]] = True
@@ -126,7 +128,11 @@ class RampFit:
             starts = np.zeros((ngroups, m), dtype=np.int16)
             np.add.at(starts, (cr[0], cols), 1)
             seg = np.cumsum(starts, axis=0, dtype=np.int16)
-        valid = np.ones((ngroups, m), dtype=bool) if saturated is None else ~saturated[:, self.yy, self.xx]
+        valid = (
+            np.ones((ngroups, m), dtype=bool)
+            if saturated is None
+            else ~saturated[:, self.yy, self.xx]
+        )
         # per-segment centred times -> weights
         wsub = np.zeros((ngroups, m))
         den = np.zeros(m)
@@ -156,7 +162,10 @@ class RampFit:
         return self.sxx > 0
 
     def slope(self, ramp: np.ndarray) -> np.ndarray:
-        """Least-squares slope of ``ramp`` (ngroups, ny, nx) DN: float32 (ny, nx) DN/s, NaN if unusable."""
+        """Least-squares slope of ``ramp`` (ngroups, ny, nx) DN: float32 (ny, nx) DN/s.
+
+        NaN where the slope is not defined (see :attr:`usable`).
+        """
         out = np.zeros(ramp.shape[1:], dtype=np.float64)
         for g in range(self.ngroups):
             out += self.w[g] * ramp[g]
@@ -166,7 +175,9 @@ class RampFit:
         out[~self.usable] = np.nan
         return out.astype(np.float32)
 
-    def variances(self, rate: np.ndarray, gain: float, readnoise_dn: float) -> tuple[np.ndarray, np.ndarray]:
+    def variances(
+        self, rate: np.ndarray, gain: float, readnoise_dn: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(Poisson, read-noise) variance of the slope at count rate ``rate`` (DN/s), (DN/s)^2.
 
         Negative or NaN rates count as 0 for the Poisson part (as the pipeline does).
@@ -177,9 +188,3 @@ class RampFit:
             var_r = np.where(self.usable, readnoise_dn**2 / self.sxx, np.nan)
         var_p = np.where(self.usable, var_p, np.nan)
         return var_p.astype(np.float32), var_r.astype(np.float32)
-
-
-def fit_ramps(ramp, tgroup_s, cr=None, saturated=None):
-    """Convenience: slope of one integration's ramp with the given jumps and saturation."""
-    ngroups, ny, nx = ramp.shape
-    return RampFit(ngroups, ny, nx, tgroup_s, cr, saturated).slope(ramp)

@@ -84,11 +84,18 @@ class _Plan:
         self.geometry = geo
         self.tframe = geo.frame_time_s
         self.tgroup = self.tframe
-        self.timeline = make_timeline(params.expstart_mjd, params.nints, params.ngroups, self.tframe)
+        self.timeline = make_timeline(
+            params.expstart_mjd, params.nints, params.ngroups, self.tframe
+        )
         self.first, self.stop = _segment_range(params)
         self.nseg = self.stop - self.first
-        self.pointing = make_pointing(params, self.timeline, scene.scale_arcsec,
-                                      _rng(params.seed, _GLOBAL, _POINTING), margin_s=margin_s)
+        self.pointing = make_pointing(
+            params,
+            self.timeline,
+            scene.scale_arcsec,
+            _rng(params.seed, _GLOBAL, _POINTING),
+            margin_s=margin_s,
+        )
         pt = self.pointing
         self.mean_dx = integration_means(pt.mjd, pt.dx, self.timeline)
         self.mean_dy = integration_means(pt.mjd, pt.dy, self.timeline)
@@ -104,12 +111,8 @@ class _Plan:
         self.rate = np.empty((self.nseg, geo.ny, geo.nx), dtype=np.float32)
         self.flux = np.empty(self.nseg)
         for j, i in enumerate(ints):
-            star = scene.star_rate(*self.offsets[j], self.shape[i])
+            star, self.flux[j] = scene.render(*self.offsets[j], self.shape[i])
             self.rate[j] = star + self.sky
-            if isinstance(scene, ImagingScene):
-                self.flux[j] = scene.target_flux(*self.offsets[j], self.shape[i])
-            else:
-                self.flux[j] = star.sum()
         self.rate_oot = (scene.star_rate(ox, oy, 0.0) + self.sky).astype(np.float32)
         self.cosmic = [self._cosmic_rays(j, i) for j, i in enumerate(ints)]
 
@@ -118,8 +121,15 @@ class _Plan:
         if not (p.cosmic_rays and p.cr_rate > 0):
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, empty, np.zeros(0, dtype=np.float32)
-        return draw_cosmic_rays(_rng(p.seed, i, _COSMIC), self.scene.light, p.ngroups, self.tgroup,
-                                p.cr_rate, p.cr_min_dn, p.cr_max_dn)
+        return draw_cosmic_rays(
+            _rng(p.seed, i, _COSMIC),
+            self.scene.light,
+            p.ngroups,
+            self.tgroup,
+            p.cr_rate,
+            p.cr_min_dn,
+            p.cr_max_dn,
+        )
 
     def cosmic_table(self) -> Table:
         p = self.params
@@ -143,12 +153,24 @@ class _Plan:
         end = tl.start[ints] + (groups + 1) * self.tgroup / _DAY
         t = Time(end, format="mjd", scale="utc")
         day_start = Time(np.floor(end), format="mjd", scale="utc")
-        rows = np.zeros(len(end), dtype=[
-            ("integration_number", "i4"), ("group_number", "i2"), ("end_day", "i2"), ("end_milliseconds", "i4"),
-            ("end_submilliseconds", "i2"), ("group_end_time", "S26"), ("number_of_columns", "i2"),
-            ("number_of_rows", "i2"), ("number_of_gaps", "i2"), ("completion_code_number", "i2"),
-            ("completion_code_text", "S36"), ("bary_end_time", "f8"), ("helio_end_time", "f8"),
-        ])
+        rows = np.zeros(
+            len(end),
+            dtype=[
+                ("integration_number", "i4"),
+                ("group_number", "i2"),
+                ("end_day", "i2"),
+                ("end_milliseconds", "i4"),
+                ("end_submilliseconds", "i2"),
+                ("group_end_time", "S26"),
+                ("number_of_columns", "i2"),
+                ("number_of_rows", "i2"),
+                ("number_of_gaps", "i2"),
+                ("completion_code_number", "i2"),
+                ("completion_code_text", "S36"),
+                ("bary_end_time", "f8"),
+                ("helio_end_time", "f8"),
+            ],
+        )
         ms = (end - np.floor(end)) * _DAY * 1000.0
         rows["integration_number"] = ints + 1
         rows["group_number"] = groups + 1
@@ -168,11 +190,18 @@ class _Plan:
     def int_times(self) -> np.ndarray:
         """INT_TIMES rows for the whole exposure."""
         tl = self.timeline
-        rows = np.zeros(tl.nints, dtype=[
-            ("integration_number", "i4"), ("int_start_MJD_UTC", "f8"), ("int_mid_MJD_UTC", "f8"),
-            ("int_end_MJD_UTC", "f8"), ("int_start_BJD_TDB", "f8"), ("int_mid_BJD_TDB", "f8"),
-            ("int_end_BJD_TDB", "f8"),
-        ])
+        rows = np.zeros(
+            tl.nints,
+            dtype=[
+                ("integration_number", "i4"),
+                ("int_start_MJD_UTC", "f8"),
+                ("int_mid_MJD_UTC", "f8"),
+                ("int_end_MJD_UTC", "f8"),
+                ("int_start_BJD_TDB", "f8"),
+                ("int_mid_BJD_TDB", "f8"),
+                ("int_end_BJD_TDB", "f8"),
+            ],
+        )
         rows["integration_number"] = np.arange(1, tl.nints + 1)
         for k in ("start", "mid", "end"):
             rows[f"int_{k}_MJD_UTC"] = getattr(tl, k)
@@ -245,10 +274,20 @@ def _set_meta(model, plan: _Plan, *, bunit: str | None, steps: dict) -> None:
         setattr(m.cal_step, step, status)
 
 
-_RAMP_STEPS = {"dq_init": "COMPLETE", "saturation": "COMPLETE", "superbias": "COMPLETE", "refpix": "SKIPPED"}
+_RAMP_STEPS = {
+    "dq_init": "COMPLETE",
+    "saturation": "COMPLETE",
+    "superbias": "COMPLETE",
+    "refpix": "SKIPPED",
+}
 _RATE_STEPS = {**_RAMP_STEPS, "jump": "COMPLETE", "ramp_fit": "COMPLETE"}
-_CAL_STEPS = {**_RATE_STEPS, "assign_wcs": "COMPLETE", "extract_2d": "COMPLETE", "flat_field": "SKIPPED",
-              "photom": "SKIPPED"}
+_CAL_STEPS = {
+    **_RATE_STEPS,
+    "assign_wcs": "COMPLETE",
+    "extract_2d": "COMPLETE",
+    "flat_field": "SKIPPED",
+    "photom": "SKIPPED",
+}
 
 
 # ============================================================================== truth
@@ -290,7 +329,7 @@ def _truth_header(plan: _Plan, transform: Transform | None) -> fits.Header:
 
 
 def _bintable(name: str, table: Table, units: dict | None = None) -> fits.BinTableHDU:
-    """A binary table HDU; ``units`` (column -> unit string) go to TUNITn as written."""
+    """Make a binary table HDU; ``units`` (column -> unit string) go to TUNITn as written."""
     hdu = fits.BinTableHDU(table, name=name)
     for k, col in enumerate(hdu.columns.names, start=1):
         if units and col in units:
@@ -302,34 +341,67 @@ def _truth_tables(plan: _Plan, guider_truth: dict | None) -> list:
     p, sc, tl = plan.params, plan.scene, plan.timeline
     ints = np.arange(plan.first, plan.stop)
     pos = np.array([sc.position(*o) for o in plan.offsets]).reshape(-1, 2)
-    integ = Table({
-        "INT_NUM": (ints + 1).astype(np.int32),
-        "MJD_MID": tl.mid[ints],
-        "BJD_MID": plan.bjd["mid"][ints] - 2400000.5,
-        "X": pos[:, 0],
-        "Y": pos[:, 1],
-        "FLUX": plan.flux,
-        "SHAPE": plan.shape[ints],
-        "HGA": plan.hga[ints],
-        "SKY": np.full(len(ints), p.sky_rate),
-    })
+    integ = Table(
+        {
+            "INT_NUM": (ints + 1).astype(np.int32),
+            "MJD_MID": tl.mid[ints],
+            "BJD_MID": plan.bjd["mid"][ints] - 2400000.5,
+            "X": pos[:, 0],
+            "Y": pos[:, 1],
+            "FLUX": plan.flux,
+            "SHAPE": plan.shape[ints],
+            "HGA": plan.hga[ints],
+            "SKY": np.full(len(ints), p.sky_rate),
+        }
+    )
     hdus = [
-        _bintable("COSMIC_RAYS", plan.cosmic_table(), {"AMPLITUDE_DN": "DN", "X": "pix", "Y": "pix"}),
-        _bintable("INTEGRATIONS", integ, {"FLUX": "DN/s", "SKY": "DN/s/pix", "X": "pix", "Y": "pix",
-                                          "MJD_MID": "d", "BJD_MID": "d"}),
+        _bintable(
+            "COSMIC_RAYS", plan.cosmic_table(), {"AMPLITUDE_DN": "DN", "X": "pix", "Y": "pix"}
+        ),
+        _bintable(
+            "INTEGRATIONS",
+            integ,
+            {
+                "FLUX": "DN/s",
+                "SKY": "DN/s/pix",
+                "X": "pix",
+                "Y": "pix",
+                "MJD_MID": "d",
+                "BJD_MID": "d",
+            },
+        ),
     ]
     if isinstance(sc, GrismScene):
-        hdus.append(_bintable("TRACE", Table(sc.trace_table()),
-                              {"WAVELENGTH": "um", "SPECTRUM": "DN/s", "Y_CENTER": "pix", "X": "pix"}))
+        hdus.append(
+            _bintable(
+                "TRACE",
+                Table(sc.trace_table()),
+                {"WAVELENGTH": "um", "SPECTRUM": "DN/s", "Y_CENTER": "pix", "X": "pix"},
+            )
+        )
     pt = plan.pointing
-    moves = Table({"START_MJD": [pt.hga_start] if pt.hga_start else np.zeros(0),
-                   "STOP_MJD": [pt.hga_stop] if pt.hga_stop else np.zeros(0)})
+    moves = Table(
+        {
+            "START_MJD": [pt.hga_start] if pt.hga_start else np.zeros(0),
+            "STOP_MJD": [pt.hga_stop] if pt.hga_stop else np.zeros(0),
+        }
+    )
     hdus.append(_bintable("HGA_MOVES", moves, {"START_MJD": "d", "STOP_MJD": "d"}))
     if guider_truth is not None:
-        hdus.append(_bintable("GUIDER", guider_truth["GUIDER"],
-                              {"MJD": "d", "X_MAS": "mas", "Y_MAS": "mas", "FLUX": "DN/s"}))
-        hdus.append(_bintable("SCIENCE", guider_truth["SCIENCE"],
-                              {"DX_MAS": "mas", "DY_MAS": "mas", "DX_PIX": "pix", "DY_PIX": "pix"}))
+        hdus.append(
+            _bintable(
+                "GUIDER",
+                guider_truth["GUIDER"],
+                {"MJD": "d", "X_MAS": "mas", "Y_MAS": "mas", "FLUX": "DN/s"},
+            )
+        )
+        hdus.append(
+            _bintable(
+                "SCIENCE",
+                guider_truth["SCIENCE"],
+                {"DX_MAS": "mas", "DY_MAS": "mas", "DX_PIX": "pix", "DY_PIX": "pix"},
+            )
+        )
     return hdus
 
 
@@ -353,8 +425,17 @@ def _outdir(outdir) -> Path:
     return out
 
 
-def _simulate(outdir, params, scene, simkind: str, prefix: str, truth: bool, overwrite: bool,
-              progress: Callable | None, guider: GuiderParams | None = None) -> dict[str, Path]:
+def _simulate(
+    outdir,
+    params,
+    scene,
+    simkind: str,
+    prefix: str,
+    truth: bool,
+    overwrite: bool,
+    progress: Callable | None,
+    guider: GuiderParams | None = None,
+) -> dict[str, Path]:
     from stdatamodels.jwst import datamodels as dm
 
     t_start = time.perf_counter()
@@ -399,26 +480,49 @@ def _simulate(outdir, params, scene, simkind: str, prefix: str, truth: bool, ove
         writer = None
         if truth:
             _, sxx, pc = plain_fit_weights(p.ngroups, plan.tgroup)
-            rate_var = (plan.rate_oot * (plan.tgroup / p.gain * pc) + p.readnoise**2 / sxx).astype(np.float32)
+            rate_var = (plan.rate_oot * (plan.tgroup / p.gain * pc) + p.readnoise**2 / sxx).astype(
+                np.float32
+            )
             extensions = [
                 ImageSpec("RATE", plan.rate.shape, "float32", _unit_header("DN/s"), data=plan.rate),
                 ImageSpec("ONEOVERF", (nseg, ng, ny, nx), "float32", _unit_header("DN")),
                 ImageSpec("ONEOVERF_RATE", (nseg, ny, nx), "float32", _unit_header("DN/s")),
-                ImageSpec("RATE_VAR", (ny, nx), "float32", _unit_header("(DN/s)**2"), data=rate_var),
+                ImageSpec(
+                    "RATE_VAR", (ny, nx), "float32", _unit_header("(DN/s)**2"), data=rate_var
+                ),
                 *_truth_tables(plan, guider_out),
             ]
-            writer = stack.enter_context(new_product(
-                paths["truth"], _truth_header(plan, transform), extensions, tool="simulate",
-                params={"kind": simkind, **p.as_dict()}, overwrite=overwrite))
+            writer = stack.enter_context(
+                new_product(
+                    paths["truth"],
+                    _truth_header(plan, transform),
+                    extensions,
+                    tool="simulate",
+                    params={"kind": simkind, **p.as_dict()},
+                    overwrite=overwrite,
+                )
+            )
         for j in range(nseg):
             i = plan.first + j
             injected = injected_component(
-                geo, ng, _rng(p.seed, i, _INJECTED), scale=p.oneoverf_scale,
-                shared_fraction=p.shared_fraction, oddeven=p.oddeven)
+                geo,
+                ng,
+                _rng(p.seed, i, _INJECTED),
+                scale=p.oneoverf_scale,
+                shared_fraction=p.shared_fraction,
+                oddeven=p.oddeven,
+            )
             cr = plan.cosmic[j]
-            data, saturated = build_ramp(plan.rate[j], injected, _rng(p.seed, i, _NOISE),
-                                         tgroup_s=plan.tgroup, gain=p.gain, readnoise_dn=p.readnoise,
-                                         ktc_dn=p.ktc_noise, cr=cr)
+            data, saturated = build_ramp(
+                plan.rate[j],
+                injected,
+                _rng(p.seed, i, _NOISE),
+                tgroup_s=plan.tgroup,
+                gain=p.gain,
+                readnoise_dn=p.readnoise,
+                ktc_dn=p.ktc_noise,
+                cr=cr,
+            )
             any_sat = bool(saturated.any())
             fit = RampFit(ng, ny, nx, plan.tgroup, cr, saturated if any_sat else None)
             ramp.data[j] = data
@@ -440,8 +544,15 @@ def _simulate(outdir, params, scene, simkind: str, prefix: str, truth: bool, ove
         _save_science(dm, plan, ramp, sci, dq, var_p, var_r, paths, overwrite)
         if guider_out is not None:
             _save_guider(dm, plan, guider, guider_out, transform, paths, overwrite)
-    log.info("simulated %s: %d integration(s) of %d x %d x %d groups in %.1f s",
-             simkind, nseg, nx, ny, ng, time.perf_counter() - t_start)
+    log.info(
+        "simulated %s: %d integration(s) of %d x %d x %d groups in %.1f s",
+        simkind,
+        nseg,
+        nx,
+        ny,
+        ng,
+        time.perf_counter() - t_start,
+    )
     return paths
 
 
@@ -499,10 +610,25 @@ def _plan_guider(plan: _Plan, gp: GuiderParams, transform: Transform) -> dict:
     sci_dx = plan.mean_dx[ints]
     sci_dy = plan.mean_dy[ints]
     mas = integration_means(pt.mjd, xy_mas.T, plan.timeline)[ints]
-    guider_tab = Table({"MJD": pt.mjd, "X_MAS": xy_mas[0], "Y_MAS": xy_mas[1], "FLUX": frames["flux"]})
-    science = Table({"INT_NUM": (ints + 1).astype(np.int32), "DX_MAS": mas[:, 0], "DY_MAS": mas[:, 1],
-                     "DX_PIX": sci_dx, "DY_PIX": sci_dy})
-    return {"frames": frames, "files": files, "xy_mas": xy_mas, "GUIDER": guider_tab, "SCIENCE": science}
+    guider_tab = Table(
+        {"MJD": pt.mjd, "X_MAS": xy_mas[0], "Y_MAS": xy_mas[1], "FLUX": frames["flux"]}
+    )
+    science = Table(
+        {
+            "INT_NUM": (ints + 1).astype(np.int32),
+            "DX_MAS": mas[:, 0],
+            "DY_MAS": mas[:, 1],
+            "DX_PIX": sci_dx,
+            "DY_PIX": sci_dy,
+        }
+    )
+    return {
+        "frames": frames,
+        "files": files,
+        "xy_mas": xy_mas,
+        "GUIDER": guider_tab,
+        "SCIENCE": science,
+    }
 
 
 def _save_guider(dm, plan, gp: GuiderParams, gout: dict, transform: Transform, paths, overwrite):
@@ -519,10 +645,12 @@ def _save_guider(dm, plan, gp: GuiderParams, gout: dict, transform: Transform, p
         end = float(pt.mjd[idx[-1]] + 0.5 * FRAME_S / _DAY)
         if gp.tables:
             x, y = gout["xy_mas"][0][idx], gout["xy_mas"][1][idx]
-            model.pointing_table = pointing_rows(pt.mjd[idx], x, y, start, pt.hga_start, pt.hga_stop,
-                                                 transform, PA_V3_DEG)
-            model.centroid_table = centroid_rows(pt.mjd[idx], {k: v[idx] for k, v in frames.items()
-                                                               if k not in ("sci", "err")})
+            model.pointing_table = pointing_rows(
+                pt.mjd[idx], x, y, start, pt.hga_start, pt.hga_stop, transform, PA_V3_DEG
+            )
+            model.centroid_table = centroid_rows(
+                pt.mjd[idx], {k: v[idx] for k, v in frames.items() if k not in ("sci", "err")}
+            )
         m = model.meta
         m.telescope = "JWST"
         m.instrument.name = "FGS"
@@ -554,8 +682,15 @@ def _save_guider(dm, plan, gp: GuiderParams, gout: dict, transform: Transform, p
 
 
 # ============================================================================== public
-def simulate_grism(outdir, params: GrismParams | None = None, *, prefix: str = "grism", truth: bool = True,
-                   overwrite: bool = False, progress: Callable | None = None) -> dict[str, Path]:
+def simulate_grism(
+    outdir,
+    params: GrismParams | None = None,
+    *,
+    prefix: str = "grism",
+    truth: bool = True,
+    overwrite: bool = False,
+    progress: Callable | None = None,
+) -> dict[str, Path]:
     """Simulate a NIRCam grism time series: ramp, rateints, calints cutout and truth.
 
     Parameters
@@ -582,12 +717,20 @@ def simulate_grism(outdir, params: GrismParams | None = None, *, prefix: str = "
     params = GrismParams() if params is None else params
     if not isinstance(params, GrismParams):
         raise TypeError("params must be a GrismParams")
-    return _simulate(outdir, params, GrismScene(params), "grism", prefix, truth, overwrite, progress)
+    return _simulate(
+        outdir, params, GrismScene(params), "grism", prefix, truth, overwrite, progress
+    )
 
 
-def simulate_imaging(outdir, params: ImagingParams | None = None, *, prefix: str = "imaging",
-                     truth: bool = True, overwrite: bool = False, progress: Callable | None = None
-                     ) -> dict[str, Path]:
+def simulate_imaging(
+    outdir,
+    params: ImagingParams | None = None,
+    *,
+    prefix: str = "imaging",
+    truth: bool = True,
+    overwrite: bool = False,
+    progress: Callable | None = None,
+) -> dict[str, Path]:
     """Simulate a weak-lens imaging time series: ramp, rateints and truth.
 
     Parameters are as for :func:`simulate_grism`; the outputs are ``ramp``, ``rateints``
@@ -596,11 +739,20 @@ def simulate_imaging(outdir, params: ImagingParams | None = None, *, prefix: str
     params = ImagingParams() if params is None else params
     if not isinstance(params, ImagingParams):
         raise TypeError("params must be an ImagingParams")
-    return _simulate(outdir, params, ImagingScene(params), "imaging", prefix, truth, overwrite, progress)
+    return _simulate(
+        outdir, params, ImagingScene(params), "imaging", prefix, truth, overwrite, progress
+    )
 
 
-def simulate_guider(outdir, params: GuiderParams | None = None, *, prefix: str = "guider", truth: bool = True,
-                    overwrite: bool = False, progress: Callable | None = None) -> dict[str, Path]:
+def simulate_guider(
+    outdir,
+    params: GuiderParams | None = None,
+    *,
+    prefix: str = "guider",
+    truth: bool = True,
+    overwrite: bool = False,
+    progress: Callable | None = None,
+) -> dict[str, Path]:
     """Simulate fine-guide files and the science exposure they cover.
 
     Writes ``<prefix>_gs-fg_<n>_cal.fits`` (n = 1, 2, ...; GuiderCalModel, 16 Hz frames)

@@ -11,6 +11,7 @@ import numpy as np
 from scipy.special import erf
 
 from ..detector import DETECTOR_SIZE, PIXEL_SCALE_ARCSEC, Geometry
+from .params import GRISM_SUBARRAYS, IMAGING_SUBARRAYS
 
 __all__ = ["GrismScene", "ImagingScene", "grism_wavelength"]
 
@@ -32,7 +33,7 @@ LINES = (
     (3.741, 0.10, 0.0025),  # Pf gamma
     (4.052, 0.15, 0.0030),  # Br alpha
     (4.654, 0.10, 0.0030),  # Pf beta
-    (4.67, 0.05, 0.0200),   # CO fundamental band (blended)
+    (4.67, 0.05, 0.0200),  # CO fundamental band (blended)
 )
 
 
@@ -41,7 +42,12 @@ def grism_wavelength(x, filter_name: str):
     x = np.asarray(x, dtype=float)
     if filter_name == "F322W2":
         X = (x - 1571.0) / 1000.0
-        return 3.9269369110332657 + 0.9811653393151226 * X + 0.001666535535484272 * X**2 - 0.002874123523765872 * X**3
+        return (
+            3.9269369110332657
+            + 0.9811653393151226 * X
+            + 0.001666535535484272 * X**2
+            - 0.002874123523765872 * X**3
+        )
     return 3.928041104137344 + 0.979649332832983 * (x - 852.0756) / 1000.0
 
 
@@ -59,7 +65,9 @@ def _profile_pixel_integrals(edges_lo, edges_hi, sigma_scale):
             s = width * sigma_scale * np.sqrt(2.0)
             total = total + weight * 0.5 * (erf(edges_hi / s) - erf(edges_lo / s))
         else:
-            total = total + weight * (np.arctan(edges_hi / width) - np.arctan(edges_lo / width)) / np.pi
+            total = (
+                total + weight * (np.arctan(edges_hi / width) - np.arctan(edges_lo / width)) / np.pi
+            )
     return total
 
 
@@ -76,8 +84,6 @@ class GrismScene:
 
     def __init__(self, params):
         self.params = params
-        from .params import GRISM_SUBARRAYS
-
         ny = GRISM_SUBARRAYS[params.subarray]
         self.geometry = Geometry(0, 0, DETECTOR_SIZE, ny, params.noutputs, fastaxis=-1, slowaxis=1)
         self.detector, self.exp_type, self.pupil = "NRCALONG", "NRC_TSGRISM", "GRISMR"
@@ -92,8 +98,12 @@ class GrismScene:
         static = self._image_unit(*params.xref_offset, 0.0)
         self._static_unit = static
         # the flux-weighted mean of the depth feature, so that the white-light depth is exact
-        spec = self._column_flux(params.xref_offset[0]) * self._rows_on_subarray(*params.xref_offset)
-        self._wbar = float(np.sum(spec * self._feature(self.x - params.xref_offset[0])) / np.sum(spec))
+        spec = self._column_flux(params.xref_offset[0]) * self._rows_on_subarray(
+            *params.xref_offset
+        )
+        self._wbar = float(
+            np.sum(spec * self._feature(self.x - params.xref_offset[0])) / np.sum(spec)
+        )
 
     # -------------------------------------------------------------- spectrum pieces
     def nominal_trace(self, x):
@@ -148,6 +158,11 @@ class GrismScene:
         """Noise-free star count rate for total offsets (dx, dy) px: float64 (ny, nx), DN/s."""
         return self.norm * self._image_unit(dx, dy, shape)
 
+    def render(self, dx: float, dy: float, shape: float) -> tuple[np.ndarray, float]:
+        """Star rate (float64 (ny, nx), DN/s) and the star's total DN/s on the subarray."""
+        img = self.star_rate(dx, dy, shape)
+        return img, float(img.sum())
+
     def position(self, dx: float, dy: float) -> tuple[float, float]:
         """INTEGRATIONS X, Y for the grism: the shift along dispersion and the trace offset."""
         return dx, dy
@@ -169,8 +184,9 @@ class GrismScene:
 
 
 # =============================================================================== imaging
-#: Azimuthal structure of the donut: (m, amplitude, phase rad) terms of 1 + sum a cos(m theta + phase).
-#: No m=1 term, so the light centroid stays at the true position (the truth X, Y).
+#: Azimuthal structure of the donut: (m, amplitude, phase rad) terms of
+#: 1 + sum a cos(m theta + phase). No m=1 term, so the light centroid stays at the true
+#: position (the truth X, Y).
 DONUT_AZIMUTHAL = ((2, 0.05, -0.7), (3, 0.08, 0.4), (6, 0.04, 1.1))
 #: Donut radial shape: edge softness (px), inner (obscured) radius over outer radius,
 #: brightness of the centre relative to the ring, bright-rim excess and width (px),
@@ -189,7 +205,8 @@ def donut(dx, dy, radius_px: float):
 
     A pupil image of outer radius ``radius_px`` with tanh-smoothed edges, a dimmer centre
     (secondary-mirror obscuration blurred), a bright rim just inside the outer edge, some
-    azimuthal structure (2, 3 and 6-fold, none that moves the centroid), and faint wings decaying as r^-4 outside.
+    azimuthal structure (2, 3 and 6-fold, none that moves the centroid), and faint wings
+    decaying as r^-4 outside.
     """
     r = np.hypot(dx, dy)
     theta = np.arctan2(dy, dx)
@@ -199,7 +216,9 @@ def donut(dx, dy, radius_px: float):
 
     rin = DONUT_INNER_FRACTION * radius_px
     pupil = edge(radius_px - r) * (DONUT_CENTRE_LEVEL + (1 - DONUT_CENTRE_LEVEL) * edge(r - rin))
-    rim = 1.0 + DONUT_RIM_EXCESS * np.exp(-0.5 * ((r - (radius_px - 3.0)) / DONUT_RIM_WIDTH_PX) ** 2)
+    rim = 1.0 + DONUT_RIM_EXCESS * np.exp(
+        -0.5 * ((r - (radius_px - 3.0)) / DONUT_RIM_WIDTH_PX) ** 2
+    )
     azim = 1.0
     for m, amp, phase in DONUT_AZIMUTHAL:
         azim = azim + amp * np.cos(m * theta + phase) * np.minimum(r / radius_px, 1.0)
@@ -218,8 +237,6 @@ class ImagingScene:
     kind = "imaging"
 
     def __init__(self, params):
-        from .params import IMAGING_SUBARRAYS
-
         self.params = params
         n = IMAGING_SUBARRAYS[params.subarray]
         self.geometry = Geometry(DETECTOR_SIZE - n, 0, n, n, 1, fastaxis=-1, slowaxis=1)
@@ -235,8 +252,11 @@ class ImagingScene:
         self._static = self._unit(*params.xref_offset)
 
     def _donut_image(self, xc, yc):
-        """Donut centred at (xc, yc): pixel averages of SUBSAMPLE^2 samples where it has
-        structure (within the outer radius + 4 px), pixel-centre values in the smooth wings."""
+        """Render the donut centred at (xc, yc) px, reference pixels dark.
+
+        Pixel averages of SUBSAMPLE^2 samples where it has structure (within the outer
+        radius + 4 px), pixel-centre values in the smooth wings.
+        """
         img = donut(self._xx - xc, self._yy - yc, self.radius)
         n = self.geometry.nx
         half = self.radius + 4.0
@@ -252,7 +272,9 @@ class ImagingScene:
         xt, yt = self.xref + dx, self.yref + dy
         ox, oy = self.params.neighbour_offset_px
         target = self._donut_image(xt, yt)
-        neighbour = self.params.neighbour_ratio * self._donut_image(xt + ox, yt + oy) if self.params.neighbour_ratio else 0.0
+        neighbour = 0.0
+        if self.params.neighbour_ratio:
+            neighbour = self.params.neighbour_ratio * self._donut_image(xt + ox, yt + oy)
         return target, neighbour
 
     def set_peak(self, peak_rate: float) -> None:
@@ -264,9 +286,11 @@ class ImagingScene:
         target, neighbour = self._unit(dx, dy)
         return self.norm * (target * (1.0 - self.params.transit_depth * shape) + neighbour)
 
-    def target_flux(self, dx: float, dy: float, shape: float) -> float:
-        target, _ = self._unit(dx, dy)
-        return float(self.norm * target.sum() * (1.0 - self.params.transit_depth * shape))
+    def render(self, dx: float, dy: float, shape: float) -> tuple[np.ndarray, float]:
+        """Star + neighbour rate (float64 (ny, nx), DN/s) and the target's DN/s on the subarray."""
+        target, neighbour = self._unit(dx, dy)
+        target = self.norm * target * (1.0 - self.params.transit_depth * shape)
+        return target + self.norm * neighbour, float(target.sum())
 
     def position(self, dx: float, dy: float) -> tuple[float, float]:
         """INTEGRATIONS X, Y for imaging: the true 0-based star position."""

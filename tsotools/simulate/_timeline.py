@@ -95,8 +95,12 @@ def bjd_tdb(mjd_utc: np.ndarray) -> np.ndarray:
     from astropy.coordinates import EarthLocation, SkyCoord
     from astropy.time import Time
 
-    t = Time(np.asarray(mjd_utc, dtype=float), format="mjd", scale="utc",
-             location=EarthLocation.from_geocentric(0 * u.m, 0 * u.m, 0 * u.m))
+    t = Time(
+        np.asarray(mjd_utc, dtype=float),
+        format="mjd",
+        scale="utc",
+        location=EarthLocation.from_geocentric(0 * u.m, 0 * u.m, 0 * u.m),
+    )
     target = SkyCoord(TARGET_RA_DEG * u.deg, TARGET_DEC_DEG * u.deg)
     ltt = t.light_travel_time(target, kind="barycentric", ephemeris="builtin")
     return (t.tdb + ltt).jd
@@ -124,8 +128,9 @@ def _ou_variance_of_mean(t_over_tau: float) -> float:
     return 2.0 / x**2 * (x - 1.0 + np.exp(-x))
 
 
-def make_pointing(params, timeline: Timeline, scale_arcsec: float, rng: np.random.Generator,
-                  margin_s: float = 5.0) -> Pointing:
+def make_pointing(
+    params, timeline: Timeline, scale_arcsec: float, rng: np.random.Generator, margin_s: float = 5.0
+) -> Pointing:
     """Pointing offsets at 16 Hz from ``margin_s`` before the exposure to ``margin_s`` after.
 
     Jitter is an Ornstein-Uhlenbeck process per axis (correlation time ``jitter_tau_s``)
@@ -146,7 +151,9 @@ def make_pointing(params, timeline: Timeline, scale_arcsec: float, rng: np.rando
     eps[:, 0] *= 1.0 / np.sqrt(1 - phi**2)  # stationary start
     jit = lfilter([np.sqrt(1 - phi**2)], [1.0, -phi], eps, axis=1) * sigma_px
     # the drift runs over the exposure only; the guider margins before and after stay put
-    frac = np.clip((mjd - timeline.expstart) / max(timeline.expend - timeline.expstart, 1e-12), 0.0, 1.0)
+    frac = np.clip(
+        (mjd - timeline.expstart) / max(timeline.expend - timeline.expstart, 1e-12), 0.0, 1.0
+    )
     ddx, ddy = params.drift_xy_px
     dx = jit[0] + ddx * frac
     dy = jit[1] + ddy * frac
@@ -157,7 +164,9 @@ def make_pointing(params, timeline: Timeline, scale_arcsec: float, rng: np.rando
         delta = (mjd - hga_start) * _DAY
         on = delta >= 0
         ring = np.zeros_like(mjd)
-        ring[on] = np.exp(-delta[on] / params.hga_tau_s) * np.cos(2 * np.pi * delta[on] / (4 * params.hga_tau_s))
+        ring[on] = np.exp(-delta[on] / params.hga_tau_s) * np.cos(
+            2 * np.pi * delta[on] / (4 * params.hga_tau_s)
+        )
         ang = np.deg2rad(HGA_ANGLE_DEG)
         dx = dx + params.hga_px * np.cos(ang) * ring
         dy = dy + params.hga_px * np.sin(ang) * ring
@@ -188,21 +197,8 @@ def integration_means(mjd: np.ndarray, values: np.ndarray, timeline: Timeline) -
     return out
 
 
-def frames_in_integrations(mjd: np.ndarray, timeline: Timeline) -> list[np.ndarray]:
-    """Indices of the 16 Hz frames averaged for each integration (see integration_means)."""
-    lo = np.searchsorted(mjd, timeline.start, side="left")
-    hi = np.searchsorted(mjd, timeline.end, side="left")
-    out = []
-    for i in range(timeline.nints):
-        if hi[i] > lo[i]:
-            out.append(np.arange(lo[i], hi[i]))
-        else:
-            out.append(np.array([min(np.searchsorted(mjd, timeline.mid[i]), len(mjd) - 1)]))
-    return out
-
-
 def hga_flags(timeline: Timeline, pointing: Pointing) -> np.ndarray:
-    """True for integrations that overlap the antenna-move window: bool ndarray (nints,)."""
+    """Flag integrations that overlap the antenna-move window: bool ndarray (nints,)."""
     if pointing.hga_start is None:
         return np.zeros(timeline.nints, dtype=bool)
     return (timeline.end >= pointing.hga_start) & (timeline.start <= pointing.hga_stop)
@@ -210,8 +206,11 @@ def hga_flags(timeline: Timeline, pointing: Pointing) -> np.ndarray:
 
 # -------------------------------------------------------------------------- transit
 def _blocked_fraction(z: np.ndarray, p: float, u1: float, u2: float, nr: int = 4000) -> np.ndarray:
-    """Fraction of a quadratically limb-darkened star hidden by a planet of radius ratio p
-    at projected separations z (stellar radii), by integration over annuli."""
+    """Fraction of a limb-darkened star hidden by a planet, by integration over annuli.
+
+    Quadratic limb darkening (u1, u2), planet radius ratio p, projected separations z in
+    stellar radii.
+    """
     r = (np.arange(nr) + 0.5) / nr
     mu = np.sqrt(1 - r**2)
     weight = (1 - u1 * (1 - mu) - u2 * (1 - mu) ** 2) * 2 * np.pi * r / nr

@@ -152,7 +152,9 @@ class _CommonParams:
         _check_range("cr_min_dn", self.cr_min_dn, 0, low_open=True)
         _check_range("cr_max_dn", self.cr_max_dn, 0, low_open=True)
         if self.cr_max_dn < self.cr_min_dn:
-            raise ValueError(f"cr_max_dn must be >= cr_min_dn ({self.cr_min_dn:g}), got {self.cr_max_dn!r}")
+            raise ValueError(
+                f"cr_max_dn must be >= cr_min_dn ({self.cr_min_dn:g}), got {self.cr_max_dn!r}"
+            )
         _check_range("jitter_mas", self.jitter_mas, 0, 1000)
         _check_range("jitter_tau_s", self.jitter_tau_s, 0, low_open=True)
         _check_range("drift_px", self.drift_px, -100, 100)
@@ -176,7 +178,9 @@ class _CommonParams:
             try:
                 k, n = (int(v) for v in self.segment)
             except (TypeError, ValueError):
-                raise ValueError(f"segment must be a pair (k, n) of integers, got {self.segment!r}") from None
+                raise ValueError(
+                    f"segment must be a pair (k, n) of integers, got {self.segment!r}"
+                ) from None
             if not 1 <= k <= n:
                 raise ValueError(f"segment must satisfy 1 <= k <= n, got {self.segment!r}")
             if n > self.nints:
@@ -228,9 +232,13 @@ class GrismParams(_CommonParams):
     def __post_init__(self):
         super().__post_init__()
         if self.subarray not in GRISM_SUBARRAYS:
-            raise ValueError(f"subarray must be one of {', '.join(GRISM_SUBARRAYS)}, got {self.subarray!r}")
+            raise ValueError(
+                f"subarray must be one of {', '.join(GRISM_SUBARRAYS)}, got {self.subarray!r}"
+            )
         if self.filter not in GRISM_FILTERS:
-            raise ValueError(f"filter must be one of {', '.join(GRISM_FILTERS)}, got {self.filter!r}")
+            raise ValueError(
+                f"filter must be one of {', '.join(GRISM_FILTERS)}, got {self.filter!r}"
+            )
         if self.noutputs not in (1, 4) or isinstance(self.noutputs, bool):
             raise ValueError(f"noutputs must be 1 or 4, got {self.noutputs!r}")
         _check_range("trace_tilt", self.trace_tilt, -0.02, 0.02)
@@ -270,13 +278,19 @@ class ImagingParams(_CommonParams):
     def __post_init__(self):
         super().__post_init__()
         if self.subarray not in IMAGING_SUBARRAYS:
-            raise ValueError(f"subarray must be one of {', '.join(IMAGING_SUBARRAYS)}, got {self.subarray!r}")
+            raise ValueError(
+                f"subarray must be one of {', '.join(IMAGING_SUBARRAYS)}, got {self.subarray!r}"
+            )
         if self.filter not in IMAGING_FILTERS:
-            raise ValueError(f"filter must be one of {', '.join(IMAGING_FILTERS)}, got {self.filter!r}")
+            raise ValueError(
+                f"filter must be one of {', '.join(IMAGING_FILTERS)}, got {self.filter!r}"
+            )
         _check_range("donut_diameter_px", self.donut_diameter_px, 10, 300)
         _check_range("neighbour_ratio", self.neighbour_ratio, 0, 10)
         _check_pair("neighbour_offset_px", self.neighbour_offset_px)
-        object.__setattr__(self, "neighbour_offset_px", tuple(float(v) for v in self.neighbour_offset_px))
+        object.__setattr__(
+            self, "neighbour_offset_px", tuple(float(v) for v in self.neighbour_offset_px)
+        )
 
     @property
     def noutputs(self) -> int:
@@ -330,7 +344,7 @@ class GuiderParams(_CommonParams):
         self.science_params()  # checks subarray and filter for the science kind
 
     def science_params(self) -> GrismParams | ImagingParams:
-        """The settings of the science exposure these guider data cover."""
+        """Return the settings of the science exposure these guider data cover."""
         base = ImagingParams if self.science == "imaging" else GrismParams
         common = {f.name: getattr(self, f.name) for f in fields(_CommonParams)}
         return base(**common, subarray=self.subarray, filter=self.filter)
