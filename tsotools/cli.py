@@ -639,35 +639,149 @@ def spectra(input, output, overwrite, as_json):
 
 
 # ------------------------------------------------------------------------ centroid
+def _parse_numbers(text, option, count=None):
+    """'1.5,2' -> (1.5, 2.0); a one-line TsoToolsError naming the option otherwise."""
+    try:
+        values = tuple(float(v) for v in str(text).split(","))
+    except ValueError:
+        values = ()
+    if not values or (count is not None and len(values) != count):
+        what = f"{count} comma-separated numbers" if count else "comma-separated numbers"
+        raise TsoToolsError(f"invalid value for {option}: expected {what}, got {text!r}")
+    return values
+
+
+def _quiet() -> bool:
+    return bool((click.get_current_context().find_root().obj or {}).get("quiet"))
+
+
+def _centroid_options(func):
+    """Options of ``centroid`` (and the centroid part of ``photometry``); defaults from the dataclass."""
+    from .algorithms.centroids import CENTROID_METHODS, CentroidParams
+
+    d = CentroidParams()
+    func = click.option("--tolerance", type=float, default=d.tolerance_px, show_default=True, metavar="PX",
+                        help="Warn when the median position is further than this from XREF_SCI/YREF_SCI, "
+                             "pixels.")(func)
+    func = click.option("--guess", metavar="X,Y", default=None,
+                        help="Starting position, 0-based pixels  [default: XREF_SCI/YREF_SCI].")(func)
+    func = click.option("--box", type=int, default=d.box, metavar="N",
+                        help="Side of the square box measured around the star, pixels  [default: sized from "
+                             "the median frame].")(func)
+    func = click.option("--method", type=click.Choice(CENTROID_METHODS), default=d.method, show_default=True,
+                        help="xcorr: sub-pixel cross-correlation with the median frame (weak-lens donut); "
+                             "gauss2d/com: compact PSFs; auto: xcorr for weak lenses, else gauss2d. Grism "
+                             "data always use cross-correlation.")(func)
+    return func
+
+
+def _centroid_params(method, box, tolerance):
+    from .algorithms.centroids import CentroidParams
+
+    try:
+        return CentroidParams(method=method, box=box, tolerance_px=tolerance)
+    except ValueError as exc:
+        raise TsoToolsError(f"invalid option: {exc}") from None
+
+
 @main.command()
 @input_file()
 @output_options
+@_centroid_options
 @json_option
 @common_options
-def centroid(input, output, overwrite, as_json):
+def centroid(input, output, overwrite, method, box, guess, tolerance, as_json):
     """Measure the star's position in every integration and check XREF_SCI/YREF_SCI.
+
+    Imaging: x, y (0-based pixels) with errors, widths and peak, by cross-correlation
+    with the median frame (weak-lens donut) or a Gaussian fit (compact PSF). Grism: the
+    trace centre at column XREF (Y) and the spectrum's shift along dispersion (X).
+    Integrations in a sudden position step (antenna move) get FLAG bit 2; the median
+    offset from XREF_SCI/YREF_SCI is logged, written in the table header, and warned
+    about beyond --tolerance. Writes ECSV or FITS by the output's extension.
 
     Example:
 
-        tsotools centroid jw_rateints.fits -o centroids.ecsv
+    \b
+        tsotools centroid jw_rateints.fits -o centroids.ecsv &&
+        tsotools photometry jw_rateints.fits --centroids centroids.ecsv -o phot.ecsv
     """
-    not_built("centroid", 6)
+    from .steps.centroid import run_centroid
+
+    params = _centroid_params(method, box, tolerance)
+    xy = _parse_numbers(guess, "--guess", 2) if guess is not None else None
+    summary = run_centroid(input, output, params=params, guess=xy, overwrite=overwrite, progress=not _quiet())
+    report(summary, as_json)
 
 
 # ---------------------------------------------------------------------- photometry
+def _photometry_options(func):
+    """Options of ``photometry``; defaults from PhotometryParams."""
+    from .algorithms.photometry import BACKGROUND_METHODS, POSITION_MODES, PhotometryParams
+
+    d = PhotometryParams()
+    func = click.option("--dilution", type=float, default=d.dilution, show_default=True, metavar="F",
+                        help="Fraction of the out-of-transit aperture flux from a neighbour (0-1); removed "
+                             "from the 'flux' column so depths are undiluted.")(func)
+    func = click.option("--background", type=click.Choice(BACKGROUND_METHODS), default=d.background,
+                        show_default=True,
+                        help="Sky per pixel from the annulus: sigma-clipped median or mean, or a fitted "
+                             "plane (DN/s per pixel).")(func)
+    func = click.option("--centroids", "centroids_path", type=click.Path(exists=True, dir_okay=False),
+                        default=None, metavar="TABLE",
+                        help="Take positions from a 'tsotools centroid' table instead of measuring "
+                             "them.")(func)
+    func = click.option("--position", type=click.Choice(POSITION_MODES), default=d.position, show_default=True,
+                        help="moving: follow each integration's centroid; fixed: their median; xref: "
+                             "XREF_SCI/YREF_SCI (the pipeline's old behaviour).")(func)
+    func = click.option("--annulus", metavar="RIN,ROUT", default=None,
+                        help="Sky annulus radii, pixels  [default: 5 px outside the largest aperture, "
+                             "max(10 px, 30% of it) wide].")(func)
+    func = click.option("--radius", metavar="R[,R...]|auto", default="auto", show_default=True,
+                        help="Aperture radii in pixels (a column set each; the first is the main one), "
+                             "or auto: try radii around the median frame's 97% flux radius and keep "
+                             "the lowest point-to-point scatter.")(func)
+    return func
+
+
 @main.command()
 @input_file()
 @output_options
+@_photometry_options
+@_centroid_options
 @json_option
 @common_options
-def photometry(input, output, overwrite, as_json):
+def photometry(input, output, overwrite, radius, annulus, position, centroids_path, background, dilution,
+               method, box, guess, tolerance, as_json):
     """Aperture photometry per integration that follows the star.
+
+    photutils exact-overlap circular apertures, several radii in one pass, a sigma-clipped
+    annulus sky whose error enters the totals, positions that follow the star (or are
+    fixed, or at XREF_SCI/YREF_SCI for comparison), and an optional neighbour-dilution
+    correction. The table has the pipeline's _phot.ecsv columns (MJD, BJD_TDB,
+    aperture_sum, net_aperture_sum, centroid_x...) for the main radius, a column set per
+    radius (suffix _r<R>), the corrected light curve 'flux', and a FLAG column.
 
     Example:
 
-        tsotools photometry jw_rateints.fits -o phot.ecsv --radius auto
+    \b
+        tsotools photometry jw_rateints.fits -o phot.ecsv --radius auto --dilution 0.016
     """
-    not_built("photometry", 6)
+    from .algorithms.photometry import PhotometryParams
+    from .steps.photometry import run_photometry
+
+    radii = None if str(radius).strip().lower() == "auto" else _parse_numbers(radius, "--radius")
+    ann = _parse_numbers(annulus, "--annulus", 2) if annulus is not None else None
+    try:
+        params = PhotometryParams(radii=radii, annulus=ann, position=position, background=background,
+                                  dilution=dilution)
+    except ValueError as exc:
+        raise TsoToolsError(f"invalid option: {exc}") from None
+    cparams = _centroid_params(method, box, tolerance)
+    xy = _parse_numbers(guess, "--guess", 2) if guess is not None else None
+    summary = run_photometry(input, output, params=params, centroid_params=cparams, centroids_path=centroids_path,
+                             guess=xy, overwrite=overwrite, progress=not _quiet())
+    report(summary, as_json)
 
 
 # ----------------------------------------------------------- jitter-from-guidestar

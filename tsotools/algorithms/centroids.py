@@ -32,9 +32,9 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft as sfft
-from astropy.stats import mad_std, sigma_clip
-from scipy import ndimage
+
+# scipy, astropy and photutils are imported where used, so that the command line (which
+# reads the defaults of the dataclasses below) starts fast.
 
 __all__ = [
     "CENTROID_METHODS",
@@ -368,6 +368,9 @@ class TemplateShift:
     """
 
     def __init__(self, template, weights=None, params: ShiftParams | None = None, offset_labels=None):
+        import scipy.fft as sfft
+        from scipy import ndimage
+
         self.params = params or ShiftParams()
         t = np.asarray(template, dtype=float)
         if t.ndim not in (1, 2):
@@ -425,6 +428,8 @@ class TemplateShift:
     # ------------------------------------------------------------------ helpers
     def _shifted(self, shift_axes):
         """Template and its gradient (numpy axis order) at ``x - shift``."""
+        import scipy.fft as sfft
+
         phase = 1.0
         for f, s in zip(self._freqs, shift_axes):
             phase = phase * np.exp(-2j * np.pi * f * s)
@@ -436,6 +441,8 @@ class TemplateShift:
         return t, grads
 
     def _integer_guess(self, data, w):
+        import scipy.fft as sfft
+
         search = self.params.search_px
         if search == 0:
             return np.zeros(self.ndim)
@@ -558,6 +565,9 @@ def donut_center(image, guess_xy, params: DonutParams | None = None, mask=None):
         Centre (0-based pixels), outer radius and centre uncertainties (pixels); NaN when
         fewer than a third of the rays find an edge.
     """
+    from astropy.stats import mad_std
+    from scipy import ndimage
+
     p = params or DonutParams()
     img = np.asarray(image, dtype=float)
     if img.ndim != 2:
@@ -637,6 +647,8 @@ def donut_center(image, guess_xy, params: DonutParams | None = None, mask=None):
 # ========================================================================= compact PSFs
 def _box_background(image, good):
     """Sigma-clipped median of the box's border pixels (1-pixel frame)."""
+    from astropy.stats import sigma_clip
+
     border = np.zeros(image.shape, dtype=bool)
     border[0, :] = border[-1, :] = border[:, 0] = border[:, -1] = True
     values = image[border & good]
@@ -826,6 +838,9 @@ def fit_trace(image, params: TraceParams | None = None, mask=None, guess_row=Non
     ValueError
         If no column has enough flux to place the trace.
     """
+    from astropy.stats import mad_std
+    from scipy import ndimage
+
     p = params or TraceParams()
     img = np.asarray(image, dtype=float)
     if img.ndim != 2:
@@ -901,6 +916,9 @@ def flag_excursions(x, y=None, params: ExcursionParams | None = None) -> np.ndar
         sigmas (MAD of the point-to-point differences / sqrt 2, which ignores slow drifts
         and steps) and ``min_px``, grown by ``grow`` integrations each side.
     """
+    from astropy.stats import mad_std
+    from scipy import ndimage
+
     p = params or ExcursionParams()
     series = [np.asarray(x, dtype=float)] + ([] if y is None else [np.asarray(y, dtype=float)])
     n = series[0].size

@@ -17,8 +17,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from astropy.stats import mad_std, sigma_clip
-from photutils.geometry import circular_overlap_grid
+
+# astropy and photutils are imported where used, so that the command line (which reads
+# the defaults of PhotometryParams) starts fast.
 
 __all__ = [
     "BACKGROUND_METHODS",
@@ -171,6 +172,8 @@ def aperture_weights(shape, x, y, radius, exact=True):
         Overlap fraction (0..1) of each pixel in ``image[slices]``; None when the circle
         does not touch the image.
     """
+    from photutils.geometry import circular_overlap_grid
+
     ny, nx = shape
     x0 = max(int(math.floor(x - radius + 0.5)), 0)
     x1 = min(int(math.floor(x + radius + 0.5)) + 1, nx)
@@ -208,6 +211,8 @@ def sky_background(values, xs, ys, method="median", clip_sigma=3.0):
     nused : int
         Pixels left after clipping.
     """
+    from astropy.stats import mad_std, sigma_clip
+
     v = np.asarray(values, dtype=float)
     if v.size < 3:
         raise ValueError(f"the sky annulus has {v.size} usable pixels; at least 3 are needed")
@@ -394,6 +399,8 @@ def point_to_point_scatter(flux) -> float:
         MAD standard deviation of successive differences / sqrt(2), over the median flux
         (insensitive to slow trends and the transit itself); NaN with fewer than 3 points.
     """
+    from astropy.stats import mad_std
+
     f = np.asarray(flux, dtype=float)
     f = f[np.isfinite(f)]
     if f.size < 3:
