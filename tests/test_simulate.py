@@ -401,6 +401,30 @@ def test_grism_trace_spectrum_and_filter_edges(grism):
     )
 
 
+@pytest.mark.parametrize(
+    "kwargs, columns",
+    [
+        ({"filter": "F444W", "subarray": "SUBGRISM128", "noutputs": 1}, (750, 2040)),
+        ({"filter": "F322W2", "subarray": "SUBGRISM256", "noutputs": 4}, (4, 1747)),
+    ],
+)
+def test_other_grism_modes(tmp_path, kwargs, columns):
+    paths = simulate_grism(tmp_path, GrismParams(nints=1, ngroups=2, **kwargs))
+    h = fits.getheader(paths["ramp"])
+    ny = {"SUBGRISM128": 128, "SUBGRISM256": 256}[kwargs["subarray"]]
+    assert (h["SUBSIZE2"], h["NOUTPUTS"], h["FILTER"]) == (ny, kwargs["noutputs"], kwargs["filter"])
+    geo = Geometry(0, 0, 2048, ny, kwargs["noutputs"], -1, 1)
+    assert h["TFRAME"] == pytest.approx(geo.frame_time_s)
+    truth = fits.open(paths["truth"])
+    spectrum = truth["TRACE"].data["SPECTRUM"]
+    lit = np.flatnonzero(spectrum > 0)
+    assert abs(lit.min() - columns[0]) <= 2 and abs(lit.max() - columns[1]) <= 2
+    tr = truth["TRACE"].data
+    assert tr["Y_CENTER"][int(truth[0].header["XREF"])] == pytest.approx(34.0)
+    assert fits.getheader(paths["calints"], "SCI")["SLTSIZE2"] == 64
+    assert fits.getdata(paths["calints"], "SCI").shape == (1, 64, 2048)
+
+
 def test_grism_shifts_come_from_the_analytic_model():
     scene = GrismScene(GrismParams())
     scene.set_peak(1000.0)
@@ -466,12 +490,9 @@ def test_same_seed_identical_different_seed_different(tmp_path):
 
 
 def test_segment_holds_the_same_integrations_as_the_whole_exposure(tmp_path):
-    whole = simulate_grism(
-        tmp_path, GrismParams(seed=3, nints=5, ngroups=2), prefix="whole", truth=False
-    )
-    seg = simulate_grism(
-        tmp_path, GrismParams(seed=3, nints=5, ngroups=2, segment=(2, 2)), prefix="seg"
-    )
+    small = dict(seed=3, nints=5, ngroups=2, hga=False)
+    whole = simulate_grism(tmp_path, GrismParams(**small), prefix="whole", truth=False)
+    seg = simulate_grism(tmp_path, GrismParams(**small, segment=(2, 2)), prefix="seg")
     assert "truth" not in whole and not (tmp_path / "whole_truth.fits").exists()
     h = fits.getheader(seg["ramp"])
     first, last = h["INTSTART"], h["INTEND"]
@@ -484,7 +505,9 @@ def test_segment_holds_the_same_integrations_as_the_whole_exposure(tmp_path):
     )
     times = fits.getdata(seg["rateints"], "INT_TIMES")
     assert list(times["integration_number"]) == [1, 2, 3, 4, 5]
-    assert list(fits.getdata(seg["truth"], "INTEGRATIONS")["INT_NUM"]) == [4, 5]
+    integ = fits.getdata(seg["truth"], "INTEGRATIONS")
+    assert list(integ["INT_NUM"]) == [4, 5] and not integ["HGA"].any()
+    assert len(fits.getdata(seg["truth"], "HGA_MOVES")) == 0
 
 
 def test_existing_outputs_are_kept_without_overwrite(tmp_path):
