@@ -114,9 +114,9 @@ class _Plan:
             star, self.flux[j] = scene.render(*self.offsets[j], self.shape[i])
             self.rate[j] = star + self.sky
         self.rate_oot = (scene.star_rate(ox, oy, 0.0) + self.sky).astype(np.float32)
-        self.cosmic = [self._cosmic_rays(j, i) for j, i in enumerate(ints)]
+        self.cosmic = [self._cosmic_rays(i) for i in ints]
 
-    def _cosmic_rays(self, j, i):
+    def _cosmic_rays(self, i):
         p = self.params
         if not (p.cosmic_rays and p.cr_rate > 0):
             empty = np.zeros(0, dtype=np.int64)
@@ -456,6 +456,13 @@ def _simulate(
         for n in range(len(guider_out["files"])):
             paths[f"gs-fg_{n + 1}"] = out / f"{prefix}_gs-fg_{n + 1}_cal.fits"
     _check_outputs(paths, overwrite)
+    stale = sorted(
+        str(f)
+        for f in out.glob(f"{prefix}_gs-fg_*_cal.fits")
+        if f not in paths.values() and f.name[len(prefix) + 7 : -9].isdigit()
+    )
+    if stale:
+        log.warning("older guider files not replaced by this run: %s", ", ".join(stale))
     _outdir(out)
 
     p, geo = params, scene.geometry
