@@ -160,6 +160,10 @@ class DonutParams:
         dropped (a neighbour's light crossing the edge).
     iterations : int
         Rays are recast from each new centre this many times.
+    max_excess : float
+        Rays whose level just outside the edge exceeds the median of all rays by more
+        than this fraction of the ring's brightness are not used (light from a
+        neighbour lies across the edge there and would move it).
     """
 
     n_rays: int = 180
@@ -167,6 +171,7 @@ class DonutParams:
     level: float = 0.5
     clip_sigma: float = 3.0
     iterations: int = 3
+    max_excess: float = 0.01
 
     def __post_init__(self):
         if isinstance(self.n_rays, bool) or int(self.n_rays) != self.n_rays or self.n_rays < 12:
@@ -179,6 +184,8 @@ class DonutParams:
             raise ValueError(f"clip_sigma must be positive, got {self.clip_sigma!r}")
         if isinstance(self.iterations, bool) or int(self.iterations) != self.iterations or self.iterations < 1:
             raise ValueError(f"iterations must be a positive integer, got {self.iterations!r}")
+        if not (self.max_excess > 0):
+            raise ValueError(f"max_excess must be positive, got {self.max_excess!r}")
 
 
 @dataclass(frozen=True)
@@ -599,6 +606,8 @@ def donut_center(image, guess_xy, params: DonutParams | None = None, mask=None):
         prof = ndimage.map_coordinates(img, [ys.ravel(), xs.ravel()], order=1, mode="nearest").reshape(xs.shape)
         prof = ndimage.uniform_filter1d(prof, size=max(int(round(1.0 / p.step_px)), 1), axis=1)
         edges = np.full(p.n_rays, np.nan)
+        lows = np.full(p.n_rays, np.nan)
+        tops = np.full(p.n_rays, np.nan)
         for k in range(p.n_rays):
             pk = prof[k]
             imax = int(np.argmax(pk))
@@ -610,6 +619,7 @@ def donut_center(image, guess_xy, params: DonutParams | None = None, mask=None):
             if outside.size < 3:
                 continue
             low = float(np.median(outside))
+            lows[k], tops[k] = low, top
             level = low + p.level * (top - low)
             seg = pk[imax:]
             below = np.flatnonzero(seg < level)
@@ -622,6 +632,9 @@ def donut_center(image, guess_xy, params: DonutParams | None = None, mask=None):
             frac = (f0 - level) / (f0 - f1) if f0 != f1 else 0.5
             edges[k] = r[j - 1] + frac * p.step_px
         ok = np.isfinite(edges)
+        if ok.any():  # drop rays with extra light just outside the edge (a neighbour)
+            excess = lows - np.median(lows[ok])
+            ok &= excess <= p.max_excess * np.median(tops[ok])
         if ok.sum() < p.n_rays / 3:
             return failed
         ex = xc + np.cos(theta[ok]) * edges[ok]
