@@ -33,8 +33,11 @@ else:                          # the chain: centroid table, then photometry read
     run_centroid(src, workdir + "/bench_cen.ecsv", overwrite=True, progress=False)
     s = run_photometry(src, workdir + "/bench_phot2.ecsv", centroids_path=workdir + "/bench_cen.ecsv",
                        overwrite=True, progress=False)
+# VmHWM (this process image's peak RSS); ru_maxrss would carry the parent's peak across exec
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")]
+peak = int(hwm[0].split()[1]) / 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"seconds": time.perf_counter() - t0, "nints": s["nints"], "radius": s["radius"],
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": peak}))
 """
 
 
