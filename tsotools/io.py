@@ -1205,3 +1205,58 @@ def save_figure(figure, out_path: str | os.PathLike, *, overwrite: bool = False,
     with atomic_path(out, overwrite=overwrite, inputs=inputs, suffix=".png") as tmp:
         figure.savefig(tmp, dpi=110, bbox_inches="tight")
     return out
+
+
+# ---- widen-cutout, spectra
+def read_rows(prod: Product, extname: str, index: int, y0: int, y1: int) -> np.ndarray:
+    """Read rows ``y0 .. y1 - 1`` of integration ``index`` of a 3D image extension.
+
+    The rows of one integration are contiguous in the file, so only their bytes are
+    mapped and copied. Returns a native-byte-order array of shape (y1 - y0, nx).
+    """
+    lay = prod._image(extname)
+    if len(lay.shape) != 3:
+        raise ProductError(f"{prod.path}: {extname} is not a 3-D image")
+    nints, ny, nx = lay.shape
+    if not -nints <= index < nints:
+        raise IndexError(f"integration {index} out of range 0..{nints - 1}")
+    y0, y1 = max(int(y0), 0), min(int(y1), ny)
+    if y1 <= y0:
+        return np.empty((0, nx), dtype=lay.native)
+    start = lay.offset + ((index % nints) * ny + y0) * nx * lay.stored.itemsize
+    raw = _read_mapped(prod.path, start, (y1 - y0) * nx * lay.stored.itemsize, lay.stored).reshape(y1 - y0, nx)
+    return _to_native(raw, lay)
+
+
+def write_rows(writer: ProductWriter, extname: str, first: int, rows) -> None:
+    """Write consecutive rows of a planned table extension in one go.
+
+    ``rows`` is an astropy Table or a structured array holding every column of the
+    extension; its first row goes to row ``first``.
+    """
+    p = writer._plan[extname.upper()]
+    if p.kind != "table":
+        raise ValueError(f"{extname} is not a table being written")
+    writer._write_planes(p, first, rows)
+
+
+def asdf_extension(datamodel: str) -> fits.BinTableHDU:
+    """A minimal ASDF extension for a product of ``datamodel`` written by :func:`new_product`.
+
+    It holds only the model type; ``stdatamodels`` fills everything else from the FITS
+    keywords and HDUs. Some readers (``chromatic-lightcurves``) expect the ASDF extension to
+    be the last HDU of an x1dints file.
+    """
+    import tempfile
+
+    from stdatamodels.jwst import datamodels
+
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = getattr(datamodels, datamodel)()
+        path = os.path.join(tmp, "blank.fits")
+        model.save(path)
+        model.close()
+        with fits.open(path) as hdul:
+            src = hdul["ASDF"]
+            return fits.BinTableHDU(src.data.copy(), header=src.header.copy(), name="ASDF")
