@@ -607,35 +607,157 @@ def rampfit(input, output, overwrite, as_json):
 
 
 # -------------------------------------------------------------------- widen-cutout
+def _parse_center(ctx, param, value):
+    if value is None or str(value).strip().lower() == "auto":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise click.BadParameter(f"expected 'auto' or a row number, got {value!r}") from None
+
+
 @main.command("widen-cutout")
 @input_file()
 @output_options
+@click.option("--height", type=click.IntRange(min=1), default=None, metavar="ROWS",
+              help="Cutout height, pixels  [default: the whole subarray: 64, 128 or 256; 256 for FULL].")
+@click.option("--center", callback=_parse_center, default="auto", show_default=True, metavar="auto|ROW",
+              help="Centre on the trace measured in the data (auto) or on this 0-based row; a cutout that runs "
+                   "past the subarray edge is moved inside with a warning.")
+@click.option("--wavelengths-from", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
+              help="Reuse the wavelengths (um) of a pipeline cutout (WAVELENGTH) or x1dints  [default: the "
+                   "input's WAVELENGTH, else the in-flight F322W2/F444W polynomial, else NaN].")
 @json_option
 @common_options
-def widen_cutout(input, output, overwrite, as_json):
+def widen_cutout(input, output, overwrite, height, center, wavelengths_from, as_json):
     """Cut a taller grism cutout (SlitModel) from full-subarray rateints.
+
+    The pipeline's extract_2d keeps 64 rows from row 0 whatever the subarray (JDox NC-TS02),
+    leaving few background pixels. This keeps the whole subarray (or --height rows) centred
+    on the measured trace, with SCI/ERR/DQ/VAR_* copied row for row, a 2D WAVELENGTH, the
+    INT_TIMES table and SLTSTRT/SLTSIZE, SRCYPOS and YREF_SCI in the cutout's frame, so
+    'spectra' or the pipeline's extract_1d read it.
 
     Example:
 
-        tsotools widen-cutout jw_rateints.fits -o jw_cutout.fits --height 128
+    \b
+        tsotools widen-cutout jw_rateints.fits -o jw_cutout.fits --height 128 &&
+        tsotools spectra jw_cutout.fits -o jw_x1dints.fits
     """
-    not_built("widen-cutout", 5)
+    from .algorithms.cutouts import CutoutParams
+    from .steps.widen_cutout import run_widen_cutout
+
+    try:
+        params = CutoutParams(height=height, center=center)
+    except ValueError as exc:
+        raise TsoToolsError(f"invalid option: {exc}") from None
+    summary = run_widen_cutout(input, output, params=params, wavelengths_from=wavelengths_from,
+                               overwrite=overwrite, progress=not _quiet())
+    report(summary, as_json)
 
 
 # ------------------------------------------------------------------------- spectra
+def _spectra_options(func):
+    """Options of ``spectra``; defaults from ExtractionParams and the step's constants."""
+    from .algorithms.extraction import BACKGROUND_METHODS, EXTRACTION_METHODS, ExtractionParams
+    from .steps.spectra import LAYOUTS, NOISE_MAX_WIDTH
+
+    d = ExtractionParams()
+    opts = [
+        click.option("--method", type=click.Choice(EXTRACTION_METHODS), default=d.method, show_default=True,
+                     help="optimal: Horne (1986) weights from the median image's profile, outliers rejected; box: "
+                          "fractional-pixel edges following the trace."),
+        click.option("--halfwidth", "halfwidth_px", type=click.FloatRange(min=0, min_open=True),
+                     default=d.halfwidth_px, show_default=True, metavar="PX",
+                     help="Box half-height around the trace centre, pixels."),
+        click.option("--optimal-halfwidth", "optimal_halfwidth_px", type=click.FloatRange(min=0, min_open=True),
+                     default=d.optimal_halfwidth_px, show_default=True, metavar="PX",
+                     help="Rows within this distance of the trace enter the optimal extraction, pixels."),
+        click.option("--background", type=click.Choice(BACKGROUND_METHODS), default=d.background, show_default=True,
+                     help="Per-column background: sigma-clipped median or clipped polynomial in row (DN/s per "
+                          "pixel), or none."),
+        click.option("--bkg-inner", "bkg_inner_px", type=click.FloatRange(min=0), default=d.bkg_inner_px,
+                     show_default=True, metavar="PX", help="Background rows start this far from the trace, pixels."),
+        click.option("--bkg-outer", "bkg_outer_px", type=click.FloatRange(min=0, min_open=True), default=None,
+                     metavar="PX", help="Background rows end this far from the trace, pixels  [default: the edge]."),
+        click.option("--bkg-order", type=click.IntRange(0, 5), default=d.bkg_order, show_default=True,
+                     help="Polynomial order in row for --background poly."),
+        click.option("--trace-order", type=click.IntRange(0, 7), default=d.trace_order, show_default=True,
+                     help="Order of the trace polynomial in column."),
+        click.option("--layout", type=click.Choice(LAYOUTS), default="tso", show_default=True,
+                     help="tso: jwst >= 1.19 x1dints (one row per integration); per-integration: jwst <= 1.18 "
+                          "(one EXTRACT1D per integration; read by chromatic-lightcurves 0.5)."),
+        click.option("--white-light", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                     help="Write the white-light curve (MJD_UTC, BJD_TDB, whitelight_flux, whitelight_flux_err; "
+                          "flux in the input's unit, e.g. DN/s) as ECSV or FITS by extension."),
+        click.option("--lightcurves", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                     help="Write spectroscopic light curves (one row per integration and bin) as ECSV or FITS."),
+        click.option("--bins", "nbins", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="Number of equal-width wavelength bins for --lightcurves."),
+        click.option("--bin-width", "bin_width_um", type=click.FloatRange(min=0, min_open=True), default=None,
+                     metavar="UM", help="Wavelength bin width for --lightcurves, micron."),
+        click.option("--wave-range", default=None, metavar="LO,HI",
+                     help="Wavelengths (micron) used by the white light and the bins  [default: every column "
+                          "with signal-to-noise >= 3 per integration]."),
+        click.option("--noise-report", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                     help="Write the scatter of binned light curves against bin width (1..N columns) next to "
+                          "the 1/sqrt(N) expectation, in ppm, as ECSV or FITS."),
+        click.option("--noise-max-width", type=click.IntRange(min=1), default=NOISE_MAX_WIDTH, show_default=True,
+                     metavar="N", help="Largest bin width of --noise-report, columns."),
+        click.option("--plot", is_flag=True, help="Also plot --noise-report as a PNG beside it (same name, .png)."),
+        click.option("--trace-table", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                     help="Write each integration's trace shift (pixels, + towards higher rows) and the trace "
+                          "polynomial as ECSV or FITS."),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
 @main.command()
 @input_file()
 @output_options
+@_spectra_options
 @json_option
 @common_options
-def spectra(input, output, overwrite, as_json):
+def spectra(input, output, overwrite, method, halfwidth_px, optimal_halfwidth_px, background, bkg_inner_px,
+            bkg_outer_px, bkg_order, trace_order, layout, white_light, lightcurves, nbins, bin_width_um, wave_range,
+            noise_report, noise_max_width, plot, trace_table, as_json):
     """Extract per-integration 1D grism spectra (x1dints) along a traced aperture.
+
+    Reads rateints, calints or a cutout of any height. The trace is fitted on the median
+    image; each integration gets a per-column background from rows away from the trace,
+    its own trace shift, and a box or optimal (Horne 1986) extraction with errors from
+    VAR_POISSON/VAR_RNOISE (or ERR). Writes the jwst >= 1.19 x1dints layout, or the
+    per-integration one; optionally the white light, binned light curves and a noise report
+    showing whether binning beats the noise down as 1/sqrt(N) (1/f noise does not).
 
     Example:
 
-        tsotools spectra jw_cutout.fits -o jw_x1dints.fits --method optimal
+    \b
+        tsotools widen-cutout jw_rateints.fits -o jw_cutout.fits &&
+        tsotools spectra jw_cutout.fits -o jw_x1dints.fits --white-light jw_whtlt.ecsv \\
+            --lightcurves jw_lc.ecsv --bin-width 0.05 --noise-report jw_noise.ecsv --plot
     """
-    not_built("spectra", 5)
+    from .algorithms.extraction import ExtractionParams
+    from .steps.spectra import run_spectra
+
+    if nbins is not None and bin_width_um is not None:
+        raise TsoToolsError("give --bins or --bin-width, not both")
+    rng = _parse_numbers(wave_range, "--wave-range", 2) if wave_range is not None else None
+    if rng is not None and not rng[0] < rng[1]:
+        raise TsoToolsError(f"invalid value for --wave-range: {wave_range!r} (LO must be below HI)")
+    try:
+        params = ExtractionParams(method=method, halfwidth_px=halfwidth_px, optimal_halfwidth_px=optimal_halfwidth_px,
+                                  background=background, bkg_inner_px=bkg_inner_px, bkg_outer_px=bkg_outer_px,
+                                  bkg_order=bkg_order, trace_order=trace_order)
+    except ValueError as exc:
+        raise TsoToolsError(f"invalid option: {exc}") from None
+    summary = run_spectra(input, output, params=params, layout=layout, white_light=white_light, lightcurves=lightcurves,
+                          nbins=nbins, bin_width_um=bin_width_um, wave_range=rng, noise_report=noise_report,
+                          noise_max_width=noise_max_width, plot=plot, trace_table=trace_table, overwrite=overwrite,
+                          progress=not _quiet())
+    report(summary, as_json)
 
 
 # ------------------------------------------------------------------------ centroid

@@ -200,8 +200,15 @@ def _column_wavelengths(prod, center, nx, wavelengths_from=None):
 
 # ============================================================================ outputs
 def _units(bunit):
-    unit = bunit or "DN/s"
-    return {None: unit, "sq": f"({unit})^2", "sb": f"{unit}/pix", "sbsq": f"({unit}/pix)^2", "um": "um", "": ""}
+    """TUNIT strings (astropy-parseable: readers such as chromatic parse every column's unit)."""
+    import astropy.units as u
+
+    unit = u.Unit(bunit or "DN/s", parse_strict="silent")
+    if isinstance(unit, u.UnrecognizedUnit):
+        return {None: str(bunit), "sq": "", "sb": "", "sbsq": "", "um": "um", "": ""}
+    fmt = "generic"
+    return {None: unit.to_string(fmt), "sq": (unit**2).to_string(fmt), "sb": (unit / u.pix).to_string(fmt),
+            "sbsq": ((unit / u.pix) ** 2).to_string(fmt), "um": "um", "": ""}
 
 
 def _tso_columns(nx, bunit):
