@@ -1260,3 +1260,80 @@ def asdf_extension(datamodel: str) -> fits.BinTableHDU:
         with fits.open(path) as hdul:
             src = hdul["ASDF"]
             return fits.BinTableHDU(src.data.copy(), header=src.header.copy(), name="ASDF")
+
+
+# ---- rejump
+def read_row_block(prod: Product, extname: str, y0: int, y1: int) -> np.ndarray:
+    """Read rows ``y0 .. y1 - 1`` of every integration (and group) of a 3-D or 4-D image.
+
+    For algorithms that need every integration of a pixel at once (medians over
+    integrations) with memory set by the number of rows asked for, not by the file: only
+    those rows' bytes are mapped and copied, and the pages are released afterwards.
+
+    Returns
+    -------
+    ndarray
+        Native byte order, shape (nints, ngroups, y1 - y0, nx) or (nints, y1 - y0, nx).
+    """
+    lay = prod._image(extname)
+    if len(lay.shape) not in (3, 4):
+        raise ProductError(f"{prod.path}: {extname} is not a 3-D or 4-D image")
+    ny, nx = lay.shape[-2:]
+    y0, y1 = max(int(y0), 0), min(int(y1), ny)
+    lead = lay.shape[:-2]
+    if y1 <= y0:
+        return np.empty(lead + (0, nx), dtype=lay.native)
+    aligned = lay.offset - lay.offset % _PAGE
+    with open(prod.path, "rb") as fh:
+        with mmap.mmap(fh.fileno(), lay.offset - aligned + lay.nbytes, access=mmap.ACCESS_READ,
+                       offset=aligned) as mm:
+            full = np.ndarray(lay.shape, dtype=lay.stored, buffer=mm, offset=lay.offset - aligned)
+            raw = full[..., y0:y1, :].copy()
+            del full
+            with contextlib.suppress(AttributeError, OSError):
+                mm.madvise(mmap.MADV_DONTNEED)
+    return _to_native(raw, lay)
+
+
+def read_reference_image(path: str | os.PathLike, geometry: Geometry, reftype: str) -> np.ndarray:
+    """Read a CRDS-style reference image (GAIN, READNOISE) cut to a subarray.
+
+    Parameters
+    ----------
+    path : path-like
+        FITS file with a 2-D SCI image (GainModel, ReadnoiseModel); SUBSTRT1/2 in its
+        primary header give where it sits on the detector (1-based; 1 if absent).
+    geometry : Geometry
+        The science subarray.
+    reftype : str
+        "GAIN" or "READNOISE"; a file whose REFTYPE says otherwise is refused.
+
+    Returns
+    -------
+    float32 ndarray, shape (ny, nx)
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with fits.open(path, memmap=False) as hdul:
+                h0 = hdul[0].header
+                hdu = hdul["SCI"] if "SCI" in hdul else hdul[0]
+                data = None if hdu.data is None else np.asarray(hdu.data, dtype=np.float32)
+    except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
+        raise ProductError(f"{path}: not a readable FITS reference file ({_short(exc)})") from None
+    kind = str(_header_value(h0, "REFTYPE", "")).upper()
+    if kind and kind != reftype.upper():
+        raise ProductError(f"{path}: a {kind} reference file, not {reftype.upper()}")
+    if data is None or data.ndim != 2:
+        raise ProductError(f"{path}: a {reftype.lower()} reference needs a 2-D SCI image")
+    try:
+        x0 = int(_header_value(h0, "SUBSTRT1", 1)) - 1
+        y0 = int(_header_value(h0, "SUBSTRT2", 1)) - 1
+    except (TypeError, ValueError):
+        raise ProductError(f"{path}: SUBSTRT1/2 are not integers") from None
+    dx, dy = geometry.xstart - x0, geometry.ystart - y0
+    if dx < 0 or dy < 0 or dx + geometry.nx > data.shape[1] or dy + geometry.ny > data.shape[0]:
+        raise ProductError(
+            f"{path}: covers detector x {x0}..{x0 + data.shape[1] - 1}, y {y0}..{y0 + data.shape[0] - 1} "
+            f"(0-based), not the whole subarray")
+    return np.ascontiguousarray(data[dy:dy + geometry.ny, dx:dx + geometry.nx])
