@@ -101,6 +101,10 @@ class ExtractionParams:
         this many sigma (Horne 1986 uses 3-5; 5 keeps every good pixel of a bright star).
     outlier_iters : int
         Most pixels rejected per column and integration (one per iteration).
+    profile_error : float
+        Fractional uncertainty of the profile model, added to the rejection's model variance
+        as ``(profile_error * F * P)**2`` so that a bright core pixel is not rejected for a
+        sub-percent shape mismatch (which, refilled from the model, costs more than it saves).
     """
 
     method: str = "optimal"
@@ -116,6 +120,7 @@ class ExtractionParams:
     centroid_halfwidth_px: float = 4.0
     outlier_nsigma: float = 5.0
     outlier_iters: int = 3
+    profile_error: float = 0.05
 
     def __post_init__(self):
         if self.method not in EXTRACTION_METHODS:
@@ -140,6 +145,8 @@ class ExtractionParams:
             raise ValueError(f"bkg_order: must be 0..5, got {self.bkg_order!r}")
         if not 0 <= self.trace_order <= 7:
             raise ValueError(f"trace_order: must be 0..7, got {self.trace_order!r}")
+        if not (math.isfinite(self.profile_error) and 0 <= self.profile_error < 1):
+            raise ValueError(f"profile_error: must be in [0, 1), got {self.profile_error!r}")
         if self.outlier_iters < 0:
             raise ValueError(f"outlier_iters: must be >= 0, got {self.outlier_iters!r}")
 
@@ -792,13 +799,14 @@ def extract_box(data, good, weights, profile, *, var_poisson=None, var_rnoise=No
 
 
 def extract_optimal(data, good, weights, template: TemplateProfile, norm, profile_now, *, nsigma: float = 5.0,
-                    iters: int = 3, var_poisson=None, var_rnoise=None, var_flat=None, var_total=None,
+                    iters: int = 3, profile_error: float = 0.05, var_poisson=None, var_rnoise=None, var_flat=None, var_total=None,
                     background=None, bkg_var=None) -> Extracted:
     """Optimal extraction (Horne 1986) with fixed normalisation and outlier rejection.
 
     ``F = sum_good(W D) / (N c)`` with ``N = sum(W0 P0)`` from the median image and ``c``
     the part of ``sum(W P)`` the good pixels cover. Then, up to ``iters`` times, the pixel
-    deviating most from ``F P`` (in units of the model noise ``sqrt(a F P + b)``) is
+    deviating most from ``F P`` (in units of ``sqrt(a F P + b + (e F P)^2)``, ``e`` the
+    profile's fractional error) is
     rejected in each column where it exceeds ``nsigma``, and F is recomputed.
 
     Parameters
@@ -815,6 +823,8 @@ def extract_optimal(data, good, weights, template: TemplateProfile, norm, profil
         The profile moved to this integration's shift (:meth:`TemplateProfile.shifted`).
     nsigma, iters : float, int
         Outlier rejection threshold and most rejections per column.
+    profile_error : float
+        Fractional error of the profile model in the rejection's variance.
     var_poisson, var_rnoise, var_flat, var_total, background, bkg_var
         As for :func:`extract_box`.
 
@@ -838,7 +848,7 @@ def extract_optimal(data, good, weights, template: TemplateProfile, norm, profil
         if it == iters:
             break
         model = np.nan_to_num(flux)[None, :] * profile_now
-        mvar = template.var_a * np.maximum(model, 0.0) + template.var_b[None, :]
+        mvar = template.var_a * np.maximum(model, 0.0) + template.var_b[None, :] + (profile_error * model) ** 2
         z = np.where(good & inside, np.abs(d - model) / np.sqrt(mvar), 0.0)
         worst = np.argmax(z, axis=0)
         cols = np.flatnonzero(z[worst, np.arange(z.shape[1])] > nsigma)

@@ -473,7 +473,8 @@ def run_spectra(input_path, output_path, *, params: ex.ExtractionParams | None =
                         weights = ex.smooth_weights(template, center, d, params.optimal_halfwidth_px,
                                                     params.weight_broadening)
                         res = ex.extract_optimal(data, good_ap, weights, template, norm, template.shifted(d),
-                                                 nsigma=params.outlier_nsigma, iters=params.outlier_iters, **kw)
+                                                 nsigma=params.outlier_nsigma, iters=params.outlier_iters,
+                                                 profile_error=params.profile_error, **kw)
                     nrejected += int(res.nrejected.sum())
                     dqcol = np.where(np.isfinite(res.flux), 0, dqf.DO_NOT_USE).astype(np.uint32)
                     dqcol |= np.where(res.nrejected > 0, dqf.OUTLIER, 0).astype(np.uint32)
