@@ -575,35 +575,113 @@ def oneoverf(input, output, overwrite, as_json):
 
 
 # -------------------------------------------------------------------------- rejump
+def _noise_options(func):
+    """--gain and --readnoise of rejump and rampfit (a number or a CRDS reference file)."""
+    func = click.option("--readnoise", metavar="DN|FILE", default=None,
+                        help="Read noise in DN, CRDS READNOISE convention (correlated double sample: sqrt(2) "
+                             "x one read's noise), or a CRDS READNOISE reference FITS (cut to the subarray)  "
+                             "[default: NIRCam 14.1 DN, with a warning].")(func)
+    func = click.option("--gain", metavar="E/DN|FILE", default=None,
+                        help="Gain in e-/DN, or a CRDS GAIN reference FITS (cut to the subarray)  "
+                             "[default: NIRCam 1.8 long-wave, 2.05 short-wave, with a warning].")(func)
+    return func
+
+
+def _rejump_options(func):
+    """Options of ``rejump``; defaults from JumpParams."""
+    from .algorithms.jumps import JUMP_METHODS, JumpParams
+
+    d = JumpParams()
+    func = click.option("--flag-neighbors/--no-flag-neighbors", default=d.flag_neighbors, show_default=True,
+                        help=f"Also flag the 4 side neighbours of jumps of {d.min_neighbor_sigma:g}-"
+                             f"{d.max_neighbor_sigma:g} sigma (temporal: only those above "
+                             f"{d.neighbor_threshold:g} sigma themselves).")(func)
+    func = click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                        help="Write the --sweep table here (.ecsv or .fits).")(func)
+    func = click.option("--sweep", metavar="T1,T2,...", default=None,
+                        help="Compare thresholds (sigma): fraction of pixel-groups and pixels flagged and the "
+                             "noise of the per-integration white light (grism, ppm) or rate images (imaging, "
+                             "DN/s), as a table on stderr; the lowest noise is marked best.")(func)
+    func = click.option("--method", type=click.Choice(JUMP_METHODS), default=d.method, show_default=True,
+                        help="two-point: the pipeline's algorithm (same flags as 'strun jump'); temporal: each "
+                             "group difference against its flux-scaled median over integrations, immune to "
+                             f"1/f residuals and transits; auto: temporal from {d.min_temporal_ints} "
+                             "integrations on.")(func)
+    func = click.option("--threshold", default=f"{d.threshold:g}", show_default=True, metavar="SIGMA|best",
+                        help="Rejection threshold in sigma, or 'best' (with --sweep) for the lowest-noise "
+                             "one.")(func)
+    return func
+
+
 @main.command()
 @input_file()
-@output_options
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Ramp to write with the new flags (never the input); optional with --sweep.")
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT/--report if they exist (never the input).")
+@_rejump_options
+@_noise_options
 @json_option
 @common_options
-def rejump(input, output, overwrite, as_json):
-    """Re-flag cosmic-ray jumps in a ramp with a chosen threshold.
+def rejump(input, output, overwrite, threshold, method, sweep, report_path, flag_neighbors, gain, readnoise,
+           as_json):
+    """Re-flag cosmic-ray jumps in a ramp with a chosen threshold, or sweep thresholds.
+
+    Clears the ramp's JUMP_DET bits in GROUPDQ (every other bit is kept), detects jumps
+    again and writes the ramp with the new flags (S_REJUMP, method and threshold in
+    HISTORY). The pipeline's jump step over-flags TSO subarrays whose 1/f noise was not
+    removed (NC-TS03); clean the ramp with 'oneoverf' first, and use --sweep to pick
+    the threshold that gives the lowest light-curve noise.
 
     Example:
 
-        tsotools rejump jw_1overf_ramp.fits -o jw_jump_ramp.fits --threshold 6
+    \b
+        tsotools oneoverf jw_ramp.fits -o jw_1overf_ramp.fits &&
+        tsotools rejump jw_1overf_ramp.fits --sweep 4,5,6,8,10,15 --report sweep.ecsv \\
+            --threshold best -o jw_jump_ramp.fits &&
+        tsotools rampfit jw_jump_ramp.fits -o jw_rateints.fits
     """
-    not_built("rejump", 4)
+    from .algorithms.jumps import JumpParams
+    from .steps.rejump import run_rejump
+
+    use_best = str(threshold).strip().lower() == "best"
+    value = JumpParams().threshold if use_best else _parse_numbers(threshold, "--threshold", 1)[0]
+    levels = _parse_numbers(sweep, "--sweep") if sweep is not None else None
+    try:
+        params = JumpParams(method=method, threshold=value, flag_neighbors=flag_neighbors)
+    except ValueError as exc:
+        raise TsoToolsError(f"invalid option: {exc}") from None
+    summary = run_rejump(input, output, params=params, sweep=levels, use_best=use_best, report_path=report_path,
+                         gain=gain, readnoise=readnoise, overwrite=overwrite, progress=not _quiet())
+    report(summary, as_json)
 
 
 # ------------------------------------------------------------------------- rampfit
 @main.command()
 @input_file()
 @output_options
+@_noise_options
 @json_option
 @common_options
-def rampfit(input, output, overwrite, as_json):
+def rampfit(input, output, overwrite, gain, readnoise, as_json):
     """Fit ramps between jumps into per-integration rates (rateints).
+
+    Each integration's ramp is fitted by least squares in the segments between jump
+    flags, saturated and DO_NOT_USE groups left out, segments combined by inverse
+    variance; the output is a CubeModel (SCI in DN/s, ERR, DQ, VAR_POISSON, VAR_RNOISE,
+    INT_TIMES, the ramp's metadata) with the exact variances of that fit, so the toolkit
+    runs ramp -> spectra without CRDS.
 
     Example:
 
-        tsotools rampfit jw_jump_ramp.fits -o jw_rateints.fits
+    \b
+        tsotools rejump jw_1overf_ramp.fits -o jw_jump_ramp.fits &&
+        tsotools rampfit jw_jump_ramp.fits -o jw_rateints.fits --gain 1.8
     """
-    not_built("rampfit", 4)
+    from .steps.rampfit import run_rampfit
+
+    summary = run_rampfit(input, output, gain=gain, readnoise=readnoise, overwrite=overwrite,
+                          progress=not _quiet())
+    report(summary, as_json)
 
 
 # -------------------------------------------------------------------- widen-cutout
