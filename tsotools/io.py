@@ -1262,6 +1262,63 @@ def asdf_extension(datamodel: str) -> fits.BinTableHDU:
             return fits.BinTableHDU(src.data.copy(), header=src.header.copy(), name="ASDF")
 
 
+# ---- oneoverf
+def read_group(prod: Product, extname: str, index: int, group: int) -> np.ndarray:
+    """Read one group (2D plane) of one integration of a 4-D image extension.
+
+    Only that plane's bytes are mapped and copied, so a temporal median per group over a
+    sample of integrations needs one plane per integration in memory, not whole ramps.
+    Returns a native-byte-order array of shape (ny, nx).
+    """
+    lay = prod._image(extname)
+    if len(lay.shape) != 4:
+        raise ProductError(f"{prod.path}: {extname} is not a 4-D image")
+    nints, ngroups, ny, nx = lay.shape
+    if not -nints <= index < nints:
+        raise IndexError(f"integration {index} out of range 0..{nints - 1}")
+    if not -ngroups <= group < ngroups:
+        raise IndexError(f"group {group} out of range 0..{ngroups - 1}")
+    plane = ny * nx * lay.stored.itemsize
+    start = lay.offset + ((index % nints) * ngroups + group % ngroups) * plane
+    raw = _read_mapped(prod.path, start, plane, lay.stored).reshape(ny, nx)
+    return _to_native(raw, lay)
+
+
+def read_mask(path: str | os.PathLike, shape: tuple[int, int]) -> np.ndarray:
+    """Read a source mask: a 2-D FITS image (primary or first image extension), nonzero = masked.
+
+    Raises :class:`ProductError` unless the image has ``shape`` (ny, nx).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with fits.open(path, memmap=False) as hdul:
+                data = next((h.data for h in hdul if getattr(h, "data", None) is not None
+                             and isinstance(h, (fits.PrimaryHDU, fits.ImageHDU))), None)
+    except (OSError, ValueError, TypeError, IndexError) as exc:
+        raise ProductError(f"{path}: not a readable FITS mask ({_short(exc)})") from None
+    if data is None or data.ndim != 2:
+        raise ProductError(f"{path}: a mask must be a 2-D FITS image")
+    if tuple(data.shape) != tuple(shape):
+        raise ProductError(f"{path}: mask is {data.shape[1]} x {data.shape[0]} pixels, the data "
+                           f"{shape[1]} x {shape[0]}")
+    return np.asarray(data) != 0
+
+
+def write_mask(mask: np.ndarray, out_path: str | os.PathLike, *, tool: str, params: Mapping | None = None,
+               overwrite: bool = False, inputs: tuple[str, ...] = ()) -> Path:
+    """Write a source mask as a uint8 FITS image (1 = masked), readable by :func:`read_mask`."""
+    out = Path(out_path)
+    hdr = fits.Header()
+    hdr["EXTNAME"] = "MASK"
+    hdr["BUNIT"] = ("", "1 = source (masked), 0 = background")
+    _provenance(hdr, tool, params)
+    hdu = fits.PrimaryHDU(np.asarray(mask, dtype=np.uint8), header=hdr)
+    with atomic_path(out, overwrite=overwrite, inputs=inputs, suffix=".fits") as tmp:
+        hdu.writeto(tmp)
+    return out
+
+
 # ---- rejump
 def read_row_block(prod: Product, extname: str, y0: int, y1: int) -> np.ndarray:
     """Read rows ``y0 .. y1 - 1`` of every integration (and group) of a 3-D or 4-D image.
