@@ -47,7 +47,7 @@ __all__ = ["LAYOUTS", "NOISE_MAX_WIDTH", "TEMPLATE_GROUPS", "TEMPLATE_MAX_INTS",
 log = logging.getLogger(__name__)
 
 #: x1dints layouts: "tso" (jwst >= 1.19 TSOMultiSpecModel, one row per integration) and
-#: "per-integration" (jwst <= 1.18 MultiSpecModel, one EXTRACT1D extension per integration).
+#: "per-integration" (the jwst <= 1.18 structure: one EXTRACT1D extension per integration).
 LAYOUTS = ("tso", "per-integration")
 #: Most integrations read to build the median image.
 TEMPLATE_MAX_INTS = 200
@@ -224,8 +224,20 @@ def _tso_columns(nx, bunit):
 
 
 def _legacy_columns(bunit):
+    """Per-integration EXTRACT1D columns: the jwst <= 1.18 spectable ones first, then the TSO
+    scalars (INT_NUM, N_ALONGDISP, SEGMENT, times) repeated on every row, so that
+    MultiSpecModel, TSOMultiSpecModel (which match columns by name only when every one of
+    theirs is present) and chromatic all read the same values."""
     u = _units(bunit)
-    return {name: (dtype, (), u[unit]) for name, dtype, unit in _VECTOR_COLUMNS}
+    # DQ and N_ALONGDISP as plain int32: a pseudo-unsigned (TZERO) column makes stdatamodels
+    # match columns by position instead of by name
+    cols = {name: ("i4" if name == "DQ" else dtype, (), u[unit]) for name, dtype, unit in _VECTOR_COLUMNS}
+    cols["INT_NUM"] = ("i4",)
+    cols["N_ALONGDISP"] = ("i4",)
+    cols["SEGMENT"] = ("i4",)
+    for name in _TIME_COLUMNS:
+        cols[name] = ("f8", (), "d")
+    return cols
 
 
 def _spec_header(prod, trace, params, nx, trace_rows):
@@ -426,7 +438,10 @@ def run_spectra(input_path, output_path, *, params: ex.ExtractionParams | None =
                     if np.isfinite(val):
                         h[key] = float(val)
                 exts.append(TableSpec(f"EXTRACT1D#{i}", _legacy_columns(bunit), nx, header=h))
-            datamodel = "MultiSpecModel"
+            # DATAMODL TSOMultiSpecModel: stdatamodels 6 reads this layout correctly only as that model
+            # (MultiSpecModel refuses the extra INT_NUM/time columns, and without them
+            # TSOMultiSpecModel would match columns by position)
+            datamodel = "TSOMultiSpecModel"
         exts.append(asdf_extension(datamodel))
         run_params = {
             "method": params.method, "halfwidth": params.halfwidth_px, "optimal_halfwidth": params.optimal_halfwidth_px,
@@ -613,7 +628,14 @@ def _write_spectrum(writer, layout, i, row, times, nx, info):
             rec[key] = float(times[key][i])
         writer.write("EXTRACT1D", i, rec)
     else:
-        tab = np.zeros(nx, dtype=[(name, dtype) for name, dtype, _u in _VECTOR_COLUMNS])
+        extra = [("INT_NUM", "i4"), ("N_ALONGDISP", "i4"), ("SEGMENT", "i4")] + [(k, "f8") for k in _TIME_COLUMNS]
+        tab = np.zeros(nx, dtype=[(name, "i4" if name == "DQ" else dtype) for name, dtype, _u in _VECTOR_COLUMNS]
+                       + extra)
         for name, _d, _u in _VECTOR_COLUMNS:
             tab[name] = row[name]
+        tab["INT_NUM"] = int(times["INT_NUM"][i])
+        tab["N_ALONGDISP"] = nx
+        tab["SEGMENT"] = int(info.exsegnum or 1)
+        for key in _TIME_COLUMNS:
+            tab[key] = float(times[key][i])
         write_rows(writer, f"EXTRACT1D#{i}", 0, tab)
