@@ -33,9 +33,10 @@ src, out = sys.argv[1], sys.argv[2]
 t0 = time.perf_counter()
 model = dm.RampModel(src)
 ny, nx = model.data.shape[2:]
-jd = JumpData(model, gain2d=np.full((ny, nx), {GAIN}, np.float32), rnoise2d=np.full((ny, nx), {RN}, np.float32),
-              dqflags={{"GOOD": 0, "SATURATED": 2, "JUMP_DET": 4, "NO_GAIN_VALUE": 2**19, "DO_NOT_USE": 1,
-                       "REFERENCE_PIXEL": 2**31}})
+flags = {{"GOOD": 0, "SATURATED": 2, "JUMP_DET": 4, "NO_GAIN_VALUE": 2**19, "DO_NOT_USE": 1,
+         "REFERENCE_PIXEL": 2**31}}
+gain = np.full((ny, nx), {GAIN}, np.float32)
+jd = JumpData(model, gain2d=gain, rnoise2d=np.full((ny, nx), {RN}, np.float32), dqflags=flags)
 jd.rejection_thresh, jd.max_cores = {THRESHOLD}, "none"
 gdq, pdq, ncr, _ = detect_jumps_data(jd)
 model.groupdq, model.pixeldq = gdq, pdq
@@ -50,7 +51,8 @@ from tsotools.algorithms.jumps import JumpParams
 from tsotools.steps.rejump import run_rejump
 src, out = sys.argv[1], sys.argv[2]
 t0 = time.perf_counter()
-run_rejump(src, out, params=JumpParams(method="two-point", threshold={THRESHOLD}), gain={GAIN}, readnoise={RN},
+params = JumpParams(method="two-point", threshold={THRESHOLD})
+run_rejump(src, out, params=params, gain={GAIN}, readnoise={RN},
            overwrite=True, progress=False)
 print("elapsed", time.perf_counter() - t0)
 # VmHWM (this process image's peak RSS); ru_maxrss would carry the parent's peak across exec
@@ -74,12 +76,18 @@ def make_ramp(workdir: Path, nints: int) -> Path:
 
 def measure(script: str, src: Path, out: Path) -> dict:
     t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-c", script, str(src), str(out)], capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-c", script, str(src), str(out)], capture_output=True, text=True
+    )
     wall = time.perf_counter() - t0
     if res.returncode != 0:
         raise SystemExit(f"benchmark process failed:\n{res.stderr[-2000:]}")
     lines = res.stdout.strip().splitlines()
-    return {"wall_s": wall, "inner_s": float(lines[-2].split()[1]), "peak_mb": int(lines[-1]) / 1024}
+    return {
+        "wall_s": wall,
+        "inner_s": float(lines[-2].split()[1]),
+        "peak_mb": int(lines[-1]) / 1024,
+    }
 
 
 def jump_flags(path: Path) -> np.ndarray:
@@ -92,24 +100,37 @@ def jump_flags(path: Path) -> np.ndarray:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path("output"))
-    parser.add_argument("--nints", type=int, default=25, help="integrations (25 give a 524 MB ramp)")
+    parser.add_argument(
+        "--nints", type=int, default=25, help="integrations (25 give a 524 MB ramp)"
+    )
     args = parser.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
     ramp = make_ramp(args.workdir, args.nints)
     size_mb = ramp.stat().st_size / 2**20
     stcal = measure(_STCAL, ramp, args.workdir / "bench_rejump_stcal.fits")
     mine = measure(_TSOTOOLS, ramp, args.workdir / "bench_rejump_tsotools.fits")
-    a, b = jump_flags(args.workdir / "bench_rejump_stcal.fits"), jump_flags(args.workdir / "bench_rejump_tsotools.fits")
+    a, b = (
+        jump_flags(args.workdir / "bench_rejump_stcal.fits"),
+        jump_flags(args.workdir / "bench_rejump_tsotools.fits"),
+    )
     jaccard = (a & b).sum() / max((a | b).sum(), 1)
     speed = stcal["wall_s"] / mine["wall_s"]
     memory = mine["peak_mb"] / stcal["peak_mb"]
-    print(f"ramp: {ramp.name}, {size_mb:.0f} MB ({args.nints} integrations x 10 groups x 256 x 2048)")
-    print(f"stcal detect_jumps_data (+ RampModel read/save): {stcal['wall_s']:.1f} s wall "
-          f"({stcal['inner_s']:.1f} s after imports), peak RSS {stcal['peak_mb']:.0f} MB")
-    print(f"tsotools rejump --method two-point:              {mine['wall_s']:.1f} s wall "
-          f"({mine['inner_s']:.1f} s after imports), peak RSS {mine['peak_mb']:.0f} MB")
-    print(f"speed-up {speed:.2f}x (target >= {SPEED_TARGET:g}x); peak RSS ratio {memory:.3f} "
-          f"(target <= {MEMORY_TARGET:g}); flags: {a.sum()} vs {b.sum()}, Jaccard {jaccard:.5f}")
+    print(
+        f"ramp: {ramp.name}, {size_mb:.0f} MB ({args.nints} integrations x 10 groups x 256 x 2048)"
+    )
+    print(
+        f"stcal detect_jumps_data (+ RampModel read/save): {stcal['wall_s']:.1f} s wall "
+        f"({stcal['inner_s']:.1f} s after imports), peak RSS {stcal['peak_mb']:.0f} MB"
+    )
+    print(
+        f"tsotools rejump --method two-point:              {mine['wall_s']:.1f} s wall "
+        f"({mine['inner_s']:.1f} s after imports), peak RSS {mine['peak_mb']:.0f} MB"
+    )
+    print(
+        f"speed-up {speed:.2f}x (target >= {SPEED_TARGET:g}x); peak RSS ratio {memory:.3f} "
+        f"(target <= {MEMORY_TARGET:g}); flags: {a.sum()} vs {b.sum()}, Jaccard {jaccard:.5f}"
+    )
     ok = speed >= SPEED_TARGET and memory <= MEMORY_TARGET and size_mb >= 500
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1

@@ -23,14 +23,25 @@ def fitted(simulated, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("rampfit")
     jumped, rateints = tmp / "jump_ramp.fits", tmp / "rateints.fits"
     run = CliRunner().invoke
-    res = run(main, ["rejump", str(paths["ramp"]), "-o", str(jumped), "--gain", GAIN, "--readnoise", RN, "-q"])
+    res = run(
+        main,
+        ["rejump", str(paths["ramp"]), "-o", str(jumped), "--gain", GAIN, "--readnoise", RN, "-q"],
+    )
     assert res.exit_code == 0, res.output
     before = sha256(jumped)
-    res = run(main, ["rampfit", str(jumped), "-o", str(rateints), "--gain", GAIN, "--readnoise", RN, "--json"])
+    res = run(
+        main,
+        ["rampfit", str(jumped), "-o", str(rateints), "--gain", GAIN, "--readnoise", RN, "--json"],
+    )
     assert res.exit_code == 0, res.output
     assert sha256(jumped) == before
-    return {"ramp": jumped, "rateints": rateints, "truth": paths["truth"], "summary": json.loads(res.stdout),
-            "sim_rateints": paths["rateints"]}
+    return {
+        "ramp": jumped,
+        "rateints": rateints,
+        "truth": paths["truth"],
+        "summary": json.loads(res.stdout),
+        "sim_rateints": paths["rateints"],
+    }
 
 
 def test_rates_match_truth_with_written_variances(fitted):
@@ -49,8 +60,11 @@ def test_rates_match_truth_with_written_variances(fitted):
     chi2 = float(np.mean(chi[ok] ** 2))
     bright = ok & (expected > 1000)
     chi2_bright = float(np.mean(chi[bright] ** 2))
-    print(f"chi2/dof = {chi2:.4f} over {ok.sum()} pixel-integrations; {chi2_bright:.4f} over {bright.sum()} "
-          "brighter than 1000 DN/s")
+    print(
+        f"chi2/dof = {chi2:.4f} over {ok.sum()} pixel-integrations; "
+        f"{chi2_bright:.4f} over {bright.sum()} "
+        "brighter than 1000 DN/s"
+    )
     assert 0.9 <= chi2 <= 1.1
     assert 0.9 <= chi2_bright <= 1.1
 
@@ -89,11 +103,15 @@ def test_warns_without_jump_flags_and_refuses_other_products(simulated, tmp_path
     res = CliRunner().invoke(main, ["rampfit", str(paths["ramp"]), "-o", str(tmp_path / "r.fits")])
     assert res.exit_code == 0
     assert "no jump flags" in res.stderr and "no --gain given" in res.stderr
-    res = CliRunner().invoke(main, ["rampfit", str(paths["rateints"]), "-o", str(tmp_path / "s.fits")])
+    res = CliRunner().invoke(
+        main, ["rampfit", str(paths["rateints"]), "-o", str(tmp_path / "s.fits")]
+    )
     assert res.exit_code == 2 and res.stderr.strip().splitlines()[-1].startswith("tsotools: error:")
     res = CliRunner().invoke(main, ["rampfit", str(paths["ramp"]), "-o", str(tmp_path / "r.fits")])
     assert res.exit_code == 2 and "exists" in res.stderr
-    res = CliRunner().invoke(main, ["rampfit", str(paths["ramp"]), "-o", str(tmp_path / "t.fits"), "--gain", "x"])
+    res = CliRunner().invoke(
+        main, ["rampfit", str(paths["ramp"]), "-o", str(tmp_path / "t.fits"), "--gain", "x"]
+    )
     assert res.exit_code == 2 and "--gain" in res.stderr
 
 

@@ -21,7 +21,7 @@ SIM = {"seed": 0}  # default grism: 20 integrations x 5 groups, SUBGRISM64, 1/f 
 
 @pytest.fixture(scope="module")
 def ramps(simulated, tmp_path_factory):
-    """raw ramp, ramp with the injected 1/f subtracted (ideal cleaning), truth file, and oneoverf's ramp."""
+    """Raw ramp, ramp minus the injected 1/f (ideal cleaning), truth, and oneoverf's ramp."""
     paths = simulated("grism", **SIM)
     tmp = tmp_path_factory.mktemp("rejump")
     clean = tmp / "ideal_ramp.fits"
@@ -58,20 +58,30 @@ def score(path, truth_path):
 
 
 def rejump(src, out, method="auto", threshold=5.0):
-    run_rejump(src, out, params=JumpParams(method=method, threshold=threshold), gain=float(GAIN),
-               readnoise=float(RN), overwrite=True, progress=False)
+    run_rejump(
+        src,
+        out,
+        params=JumpParams(method=method, threshold=threshold),
+        gain=float(GAIN),
+        readnoise=float(RN),
+        overwrite=True,
+        progress=False,
+    )
     return out
 
 
 def test_recall_and_false_flags_after_cleaning(ramps, tmp_path, capsys):
-    """Acceptance 1: at 5 sigma, >= 95 % of jumps above 10 sigma and < 1e-4 false flags per pixel-group."""
+    """Acceptance 1: at 5 sigma, >= 95 % of jumps over 10 sigma; < 1e-4 false flags per group."""
     rows = []
-    sources = [("ideal", ramps["ideal"])] + ([("oneoverf", ramps["oneoverf"])] if ramps["oneoverf"] else [])
+    sources = [("ideal", ramps["ideal"])] + (
+        [("oneoverf", ramps["oneoverf"])] if ramps["oneoverf"] else []
+    )
     for name, src in sources:
         for method in ("auto", "two-point"):
             for t in (4, 5, 6, 10):
-                recall, false = score(rejump(src, tmp_path / f"{name}_{method}_{t}.fits", method, t),
-                                      ramps["truth"])
+                recall, false = score(
+                    rejump(src, tmp_path / f"{name}_{method}_{t}.fits", method, t), ramps["truth"]
+                )
                 rows.append((name, method, t, recall, false))
     with capsys.disabled():
         print("\ncleaning  method     threshold  recall(>10 sigma)  false flags per pixel-group")
@@ -84,15 +94,19 @@ def test_recall_and_false_flags_after_cleaning(ramps, tmp_path, capsys):
 
 
 def test_uncleaned_one_over_f_raises_false_flags(ramps, tmp_path):
-    """Acceptance 2 (NC-TS03): the pipeline's algorithm over-flags 1/f noise; cleaning brings it back."""
+    """Acceptance 2 (NC-TS03): the pipeline's algorithm over-flags 1/f noise; cleaning undoes it."""
     _, raw = score(rejump(ramps["raw"], tmp_path / "raw.fits", "two-point"), ramps["truth"])
     _, ideal = score(rejump(ramps["ideal"], tmp_path / "ideal.fits", "two-point"), ramps["truth"])
     assert raw > 3 * ideal
     if ramps["oneoverf"] is not None:
-        _, cleaned = score(rejump(ramps["oneoverf"], tmp_path / "oof.fits", "two-point"), ramps["truth"])
+        _, cleaned = score(
+            rejump(ramps["oneoverf"], tmp_path / "oof.fits", "two-point"), ramps["truth"]
+        )
         assert cleaned < 1.5 * ideal < raw / 2
     # the temporal method does not need the cleaning to keep its false-flag rate
-    recall, temporal_raw = score(rejump(ramps["raw"], tmp_path / "traw.fits", "temporal"), ramps["truth"])
+    recall, temporal_raw = score(
+        rejump(ramps["raw"], tmp_path / "traw.fits", "temporal"), ramps["truth"]
+    )
     assert temporal_raw < 1e-4 and recall >= 0.95
 
 
@@ -107,18 +121,29 @@ def test_two_point_agrees_with_stcal(ramps, tmp_path, which, threshold):
         warnings.simplefilter("ignore")
         with dm.RampModel(str(ramps[which])) as model:
             ny, nx = model.data.shape[2:]
-            jd = JumpData(model, gain2d=np.full((ny, nx), float(GAIN), np.float32),
-                          rnoise2d=np.full((ny, nx), float(RN), np.float32),
-                          dqflags={"GOOD": 0, "SATURATED": 2, "JUMP_DET": 4, "NO_GAIN_VALUE": 2**19,
-                                   "DO_NOT_USE": 1, "REFERENCE_PIXEL": 2**31})
+            jd = JumpData(
+                model,
+                gain2d=np.full((ny, nx), float(GAIN), np.float32),
+                rnoise2d=np.full((ny, nx), float(RN), np.float32),
+                dqflags={
+                    "GOOD": 0,
+                    "SATURATED": 2,
+                    "JUMP_DET": 4,
+                    "NO_GAIN_VALUE": 2**19,
+                    "DO_NOT_USE": 1,
+                    "REFERENCE_PIXEL": 2**31,
+                },
+            )
             jd.gdq = jd.gdq & np.uint8(0xFF ^ dqflags.JUMP_DET)
             jd.rejection_thresh, jd.max_cores = threshold, "none"
             ref = (detect_jumps_data(jd)[0] & dqflags.JUMP_DET) != 0
     with fits.open(out) as h:
         mine = (h["GROUPDQ"].data & dqflags.JUMP_DET) != 0
     jaccard = (ref & mine).sum() / (ref | mine).sum()
-    print(f"{which} ramp, threshold {threshold}: stcal {ref.sum()} flags, tsotools {mine.sum()}, "
-          f"Jaccard {jaccard:.5f}")
+    print(
+        f"{which} ramp, threshold {threshold}: stcal {ref.sum()} flags, tsotools {mine.sum()}, "
+        f"Jaccard {jaccard:.5f}"
+    )
     assert ref.sum() > 100
     assert jaccard >= 0.99
 
@@ -127,8 +152,24 @@ def test_output_ramp_keeps_everything_but_the_jump_bits(ramps, tmp_path):
     src = ramps["ideal"]
     before = sha256(src)
     out = tmp_path / "rejump_ramp.fits"
-    res = CliRunner().invoke(main, ["rejump", str(src), "-o", str(out), "--threshold", "6", "--method", "temporal",
-                                    "--gain", GAIN, "--readnoise", RN, "--json"])
+    res = CliRunner().invoke(
+        main,
+        [
+            "rejump",
+            str(src),
+            "-o",
+            str(out),
+            "--threshold",
+            "6",
+            "--method",
+            "temporal",
+            "--gain",
+            GAIN,
+            "--readnoise",
+            RN,
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert sha256(src) == before
     summary = __import__("json").loads(res.stdout)
@@ -151,9 +192,27 @@ def test_output_ramp_keeps_everything_but_the_jump_bits(ramps, tmp_path):
 def test_sweep_table_and_best(ramps, tmp_path):
     report = tmp_path / "sweep.ecsv"
     out = tmp_path / "best_ramp.fits"
-    res = CliRunner().invoke(main, ["rejump", str(ramps["raw"]), "--method", "two-point", "--sweep", "4,5,6,8,10,15",
-                                    "--report", str(report), "--threshold", "best", "-o", str(out),
-                                    "--gain", GAIN, "--readnoise", RN])
+    res = CliRunner().invoke(
+        main,
+        [
+            "rejump",
+            str(ramps["raw"]),
+            "--method",
+            "two-point",
+            "--sweep",
+            "4,5,6,8,10,15",
+            "--report",
+            str(report),
+            "--threshold",
+            "best",
+            "-o",
+            str(out),
+            "--gain",
+            GAIN,
+            "--readnoise",
+            RN,
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "whitelight_noise_ppm" in res.stderr and "best" in res.stderr
     tab = Table.read(report)
@@ -178,21 +237,49 @@ def test_reference_files_for_gain_and_readnoise(ramps, tmp_path):
     gain = tmp_path / "gain.fits"
     hdu = fits.PrimaryHDU()
     hdu.header["REFTYPE"] = "GAIN"
-    fits.HDUList([hdu, fits.ImageHDU(np.full((2048, 2048), 1.8, np.float32), name="SCI")]).writeto(gain)
+    fits.HDUList([hdu, fits.ImageHDU(np.full((2048, 2048), 1.8, np.float32), name="SCI")]).writeto(
+        gain
+    )
     rn = tmp_path / "readnoise.fits"
     hdu = fits.PrimaryHDU()
     hdu.header["REFTYPE"] = "READNOISE"
-    fits.HDUList([hdu, fits.ImageHDU(np.full((2048, 2048), 14.142136, np.float32), name="SCI")]).writeto(rn)
+    fits.HDUList(
+        [hdu, fits.ImageHDU(np.full((2048, 2048), 14.142136, np.float32), name="SCI")]
+    ).writeto(rn)
     a, b = tmp_path / "a.fits", tmp_path / "b.fits"
     run = CliRunner().invoke
-    assert run(main, ["rejump", str(ramps["ideal"]), "-o", str(a), "--gain", str(gain), "--readnoise", str(rn)]
-               ).exit_code == 0
-    assert run(main, ["rejump", str(ramps["ideal"]), "-o", str(b), "--gain", GAIN, "--readnoise", RN]).exit_code == 0
+    assert (
+        run(
+            main,
+            [
+                "rejump",
+                str(ramps["ideal"]),
+                "-o",
+                str(a),
+                "--gain",
+                str(gain),
+                "--readnoise",
+                str(rn),
+            ],
+        ).exit_code
+        == 0
+    )
+    assert (
+        run(
+            main, ["rejump", str(ramps["ideal"]), "-o", str(b), "--gain", GAIN, "--readnoise", RN]
+        ).exit_code
+        == 0
+    )
     with fits.open(a) as ha, fits.open(b) as hb:
         np.testing.assert_array_equal(ha["GROUPDQ"].data, hb["GROUPDQ"].data)
-    res = run(main, ["rejump", str(ramps["ideal"]), "-o", str(tmp_path / "c.fits"), "--gain", str(rn)])
+    res = run(
+        main, ["rejump", str(ramps["ideal"]), "-o", str(tmp_path / "c.fits"), "--gain", str(rn)]
+    )
     assert res.exit_code == 2
-    assert res.stderr.strip().splitlines()[-1].startswith("tsotools: error:") and "READNOISE" in res.stderr
+    assert (
+        res.stderr.strip().splitlines()[-1].startswith("tsotools: error:")
+        and "READNOISE" in res.stderr
+    )
 
 
 def test_default_noise_warns(ramps, tmp_path):
@@ -203,10 +290,15 @@ def test_default_noise_warns(ramps, tmp_path):
 
 @pytest.mark.parametrize(
     "args, message",
-    [([], "nothing to do"), (["--threshold", "best", "-o", "X"], "needs --sweep"),
-     (["--threshold", "abc", "-o", "X"], "--threshold"), (["--sweep", "4,x"], "--sweep"),
-     (["-o", "X", "--gain", "-1"], "--gain"), (["-o", "X", "--gain", "nofile.fits"], "--gain"),
-     (["--report", "r.ecsv", "-o", "X"], "--report needs --sweep")],
+    [
+        ([], "nothing to do"),
+        (["--threshold", "best", "-o", "X"], "needs --sweep"),
+        (["--threshold", "abc", "-o", "X"], "--threshold"),
+        (["--sweep", "4,x"], "--sweep"),
+        (["-o", "X", "--gain", "-1"], "--gain"),
+        (["-o", "X", "--gain", "nofile.fits"], "--gain"),
+        (["--report", "r.ecsv", "-o", "X"], "--report needs --sweep"),
+    ],
 )
 def test_bad_options_one_line_exit_2(ramps, tmp_path, args, message):
     args = [str(tmp_path / "out.fits") if a == "X" else a for a in args]

@@ -17,9 +17,13 @@ def make_ramps(nints, ngroups, ny=32, nx=96, seed=1, cr_fraction=3e-3, row_noise
     rate = rng.uniform(0, 300, (ny, nx))
     rate[10:12] = 5000.0  # a bright "trace"
     shape = np.ones(nints)
-    shape[nints // 3: 2 * nints // 3] -= depth  # a transit
-    electrons = rng.poisson(rate * shape[:, None, None, None] * TGROUP * GAIN, (nints, ngroups, ny, nx))
-    sci = np.cumsum(electrons / GAIN, axis=1) + rng.normal(0, RN_CDS / np.sqrt(2), (nints, ngroups, ny, nx))
+    shape[nints // 3 : 2 * nints // 3] -= depth  # a transit
+    electrons = rng.poisson(
+        rate * shape[:, None, None, None] * TGROUP * GAIN, (nints, ngroups, ny, nx)
+    )
+    sci = np.cumsum(electrons / GAIN, axis=1) + rng.normal(
+        0, RN_CDS / np.sqrt(2), (nints, ngroups, ny, nx)
+    )
     if row_noise_dn:
         sci += rng.normal(0, row_noise_dn, (nints, ngroups, ny, 1))  # 1/f-like stripes + offsets
     truth = np.zeros(sci.shape, bool)
@@ -28,7 +32,7 @@ def make_ramps(nints, ngroups, ny=32, nx=96, seed=1, cr_fraction=3e-3, row_noise
     y, x = rng.integers(0, ny, n), rng.integers(0, nx, n)
     amp = np.exp(rng.uniform(np.log(40), np.log(20000), n))
     for k in range(n):
-        sci[i[k], g[k]:, y[k], x[k]] += amp[k]
+        sci[i[k], g[k] :, y[k], x[k]] += amp[k]
     truth[i, g, y, x] = True
     sigma = amp / np.sqrt(RN_CDS**2 + rate[y, x] * TGROUP / GAIN)
     return sci.astype(np.float32), np.zeros(sci.shape, np.uint8), truth, (i, g, y, x, sigma)
@@ -39,9 +43,18 @@ def stcal_jumps(sci, gdq, threshold):
     from stcal.jump.jump_class import JumpData
 
     ny, nx = sci.shape[2:]
-    jd = JumpData(gain2d=np.full((ny, nx), GAIN, np.float32), rnoise2d=np.full((ny, nx), RN_CDS, np.float32),
-                  dqflags={"GOOD": 0, "SATURATED": 2, "JUMP_DET": 4, "NO_GAIN_VALUE": 2**19, "DO_NOT_USE": 1,
-                           "REFERENCE_PIXEL": 2**31})
+    jd = JumpData(
+        gain2d=np.full((ny, nx), GAIN, np.float32),
+        rnoise2d=np.full((ny, nx), RN_CDS, np.float32),
+        dqflags={
+            "GOOD": 0,
+            "SATURATED": 2,
+            "JUMP_DET": 4,
+            "NO_GAIN_VALUE": 2**19,
+            "DO_NOT_USE": 1,
+            "REFERENCE_PIXEL": 2**31,
+        },
+    )
     jd.init_arrays_from_arrays(sci.copy(), gdq.copy(), np.zeros((ny, nx), np.uint32))
     jd.nframes, jd.dt_group, jd.n_reads_groupdiff = 1, np.ones(1), np.full(1, 2.0)
     jd.rejection_thresh, jd.max_cores = threshold, "none"
@@ -51,15 +64,23 @@ def stcal_jumps(sci, gdq, threshold):
 
 @pytest.mark.parametrize(
     "nints, ngroups, threshold, branch",
-    [(10, 5, 4.0, "iterative"), (6, 3, 5.0, "iterative, few groups"), (1, 3, 4.0, "3-group threshold"),
-     (1, 4, 4.0, "4-group threshold"), (3, 12, 6.0, "single pass"), (100, 3, 5.0, "sigma clip")],
+    [
+        (10, 5, 4.0, "iterative"),
+        (6, 3, 5.0, "iterative, few groups"),
+        (1, 3, 4.0, "3-group threshold"),
+        (1, 4, 4.0, "4-group threshold"),
+        (3, 12, 6.0, "single pass"),
+        (100, 3, 5.0, "sigma clip"),
+    ],
 )
 def test_two_point_reproduces_stcal(nints, ngroups, threshold, branch):
     sci, gdq, _, _ = make_ramps(nints, ngroups, ny=24, nx=64)
     gdq[0, 2:, 5, 5] = dqflags.SATURATED
     gdq[:, :, 7, 7] = dqflags.DO_NOT_USE
     ref = stcal_jumps(sci, gdq, threshold)
-    mine = jumps.detect_jumps(sci, gdq, GAIN, RN_CDS, jumps.JumpParams(method="two-point", threshold=threshold))
+    mine = jumps.detect_jumps(
+        sci, gdq, GAIN, RN_CDS, jumps.JumpParams(method="two-point", threshold=threshold)
+    )
     assert ref.sum() > 0, branch
     jaccard = (ref & mine).sum() / (ref | mine).sum()
     assert jaccard >= 0.999, f"{branch}: Jaccard {jaccard:.4f}"
@@ -74,7 +95,9 @@ def test_two_point_flags_the_four_neighbours_of_a_large_jump():
     assert out[2, 3, 19, 40] and out[2, 3, 20, 39] and out[2, 3, 20, 41]
     assert not out[2, 3, 21, 40]
     assert out.sum() == 4
-    no = jumps.detect_jumps(sci, gdq, GAIN, RN_CDS, jumps.JumpParams(method="two-point", flag_neighbors=False))
+    no = jumps.detect_jumps(
+        sci, gdq, GAIN, RN_CDS, jumps.JumpParams(method="two-point", flag_neighbors=False)
+    )
     assert no.sum() == 1
 
 
@@ -88,7 +111,9 @@ def test_temporal_resists_row_noise_and_transits():
     assert recall >= 0.98
     assert false < 1e-4
     # the pipeline's algorithm on the same ramps takes the stripes for jumps
-    two = jumps.detect_jumps(sci, gdq, GAIN, RN_CDS, jumps.JumpParams(method="two-point", threshold=5.0))
+    two = jumps.detect_jumps(
+        sci, gdq, GAIN, RN_CDS, jumps.JumpParams(method="two-point", threshold=5.0)
+    )
     assert (two & ~truth).sum() > 20 * (out & ~truth).sum()
 
 
@@ -120,7 +145,9 @@ def test_sweep_equals_separate_runs():
         params = jumps.JumpParams(method=method)
         swept = jumps.sweep_jumps(sci, gdq, GAIN, RN_CDS, [4.0, 6.0, 10.0], params)
         for t, mask in zip((4.0, 6.0, 10.0), swept):
-            single = jumps.detect_jumps(sci, gdq, GAIN, RN_CDS, jumps.JumpParams(method=method, threshold=t))
+            single = jumps.detect_jumps(
+                sci, gdq, GAIN, RN_CDS, jumps.JumpParams(method=method, threshold=t)
+            )
             np.testing.assert_array_equal(mask, single)
         assert swept[0].sum() >= swept[1].sum() >= swept[2].sum()
 
@@ -134,8 +161,14 @@ def test_choose_method():
 
 @pytest.mark.parametrize(
     "field, value",
-    [("method", "median"), ("threshold", 0.0), ("threshold", float("nan")), ("min_temporal_ints", 2),
-     ("max_neighbor_sigma", 5.0), ("minimum_groups", 0)],
+    [
+        ("method", "median"),
+        ("threshold", 0.0),
+        ("threshold", float("nan")),
+        ("min_temporal_ints", 2),
+        ("max_neighbor_sigma", 5.0),
+        ("minimum_groups", 0),
+    ],
 )
 def test_params_are_checked(field, value):
     with pytest.raises(ValueError, match=field):

@@ -26,7 +26,8 @@ def test_variance_coefficients_match_the_closed_forms():
     n = 5
     k_read, k_pois = ols_variance_coefficients(n, TFRAME)
     assert k_read == pytest.approx(12 / (n * (n**2 - 1) * TFRAME**2))
-    # tail sums of the LS weights over 4 increments: (2^2 + 3^2 + 3^2 + 2^2) / 10^2 = 0.26 (docs/simulator.md)
+    # tail sums of the LS weights over 4 increments: (2^2 + 3^2 + 3^2 + 2^2) / 10^2 = 0.26
+    # (docs/simulator.md)
     assert k_pois * TFRAME == pytest.approx(0.26)
     k2, p2 = ols_variance_coefficients(2, TFRAME)
     assert k2 == pytest.approx(2 / TFRAME**2) and p2 == pytest.approx(1 / TFRAME)
@@ -80,7 +81,9 @@ def test_one_group_and_empty_ramps():
     assert fit.ngroups_used[0, 0] == 1 and fit.dq[0, 0] == 0
     assert np.isnan(fit.rate[1, 1]) and fit.dq[1, 1] == dqflags.DO_NOT_USE | dqflags.SATURATED
     assert np.isnan(fit.rate[2, 2]) and fit.dq[2, 2] == dqflags.DO_NOT_USE
-    off = fit_ramps(sci, gdq, GAIN, RN_CDS, tframe_s=TFRAME, params=RampFitParams(one_group_ramps=False))
+    off = fit_ramps(
+        sci, gdq, GAIN, RN_CDS, tframe_s=TFRAME, params=RampFitParams(one_group_ramps=False)
+    )
     assert np.isnan(off.rate[0, 0]) and off.dq[0, 0] == dqflags.DO_NOT_USE
     assert np.isfinite(fit.rate[0, 1]) and fit.ngroups_used[0, 1] == 4
 

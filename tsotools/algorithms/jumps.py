@@ -109,15 +109,28 @@ class JumpParams:
 
     def __post_init__(self):
         if self.method not in JUMP_METHODS:
-            raise ValueError(f"method must be one of {', '.join(JUMP_METHODS)}, got {self.method!r}")
-        for name in ("threshold", "three_group_threshold", "four_group_threshold", "neighbor_threshold",
-                     "min_neighbor_sigma", "max_neighbor_sigma"):
+            raise ValueError(
+                f"method must be one of {', '.join(JUMP_METHODS)}, got {self.method!r}"
+            )
+        for name in (
+            "threshold",
+            "three_group_threshold",
+            "four_group_threshold",
+            "neighbor_threshold",
+            "min_neighbor_sigma",
+            "max_neighbor_sigma",
+        ):
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         if self.max_neighbor_sigma <= self.min_neighbor_sigma:
             raise ValueError("max_neighbor_sigma must be larger than min_neighbor_sigma")
-        for name in ("min_diffs_single_pass", "min_sigclip_ints", "minimum_groups", "min_temporal_ints"):
+        for name in (
+            "min_diffs_single_pass",
+            "min_sigclip_ints",
+            "minimum_groups",
+            "min_temporal_ints",
+        ):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.min_temporal_ints < 3:
@@ -132,8 +145,16 @@ def choose_method(nints: int, params: JumpParams) -> str:
 
 
 # =================================================================== public functions
-def detect_jumps(sci, groupdq, gain_e_per_dn, readnoise_cds_dn, params: JumpParams | None = None, *,
-                 nframes: int = 1, amplifiers=None) -> np.ndarray:
+def detect_jumps(
+    sci,
+    groupdq,
+    gain_e_per_dn,
+    readnoise_cds_dn,
+    params: JumpParams | None = None,
+    *,
+    nframes: int = 1,
+    amplifiers=None,
+) -> np.ndarray:
     """Find cosmic-ray jumps in a block of ramps.
 
     Parameters
@@ -159,12 +180,29 @@ def detect_jumps(sci, groupdq, gain_e_per_dn, readnoise_cds_dn, params: JumpPara
         True where JUMP_DET is to be set (neighbours included). Group 0 is never flagged.
     """
     params = params or JumpParams()
-    return sweep_jumps(sci, groupdq, gain_e_per_dn, readnoise_cds_dn, [params.threshold], params,
-                       nframes=nframes, amplifiers=amplifiers)[0]
+    return sweep_jumps(
+        sci,
+        groupdq,
+        gain_e_per_dn,
+        readnoise_cds_dn,
+        [params.threshold],
+        params,
+        nframes=nframes,
+        amplifiers=amplifiers,
+    )[0]
 
 
-def sweep_jumps(sci, groupdq, gain_e_per_dn, readnoise_cds_dn, thresholds, params: JumpParams | None = None, *,
-                nframes: int = 1, amplifiers=None) -> list[np.ndarray]:
+def sweep_jumps(
+    sci,
+    groupdq,
+    gain_e_per_dn,
+    readnoise_cds_dn,
+    thresholds,
+    params: JumpParams | None = None,
+    *,
+    nframes: int = 1,
+    amplifiers=None,
+) -> list[np.ndarray]:
     """Find jumps at several thresholds at once, sharing the work that does not depend on them.
 
     Parameters are those of :func:`detect_jumps`, with ``thresholds`` (sequence of float,
@@ -211,7 +249,9 @@ def _plane(value, shape, name):
     if arr.ndim == 0:
         return np.full(shape, float(arr), dtype=np.float32)
     if arr.shape != shape:
-        raise ValueError(f"{name} must be a number or a {shape[0]} x {shape[1]} array, got shape {arr.shape}")
+        raise ValueError(
+            f"{name} must be a number or a {shape[0]} x {shape[1]} array, got shape {arr.shape}"
+        )
     return arr
 
 
@@ -233,7 +273,7 @@ def _nanmedian_rows(x: np.ndarray) -> np.ndarray:
 
 
 def _stcal_clipped_median(s: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """stcal ``calc_med_first_diffs`` on rows sorted ascending with ``n`` finite values.
+    """Take stcal's ``calc_med_first_diffs`` of rows sorted ascending with ``n`` finite values.
 
     4 or more values: the largest (all copies of it) is dropped and the rest's median
     taken; 3: their median; 2: the smaller; fewer: NaN.
@@ -253,7 +293,7 @@ def _stcal_clipped_median(s: np.ndarray, n: np.ndarray) -> np.ndarray:
 
 
 def _dilate_cross(mask: np.ndarray) -> np.ndarray:
-    """The 4 side neighbours of True pixels along the last two axes (the pixels themselves not)."""
+    """Return the 4 side neighbours of True pixels along the last two axes (not the pixels)."""
     out = np.zeros_like(mask)
     out[..., 1:, :] |= mask[..., :-1, :]
     out[..., :-1, :] |= mask[..., 1:, :]
@@ -275,7 +315,7 @@ def _from_pixels(flags: np.ndarray, shape) -> np.ndarray:
 
 # ===================================================================== two-point
 def _two_point(sci, bad, dnu, gain, rn, thresholds, params, nframes):
-    """stcal ``find_crs`` with the pipeline defaults, on one block of rows."""
+    """Run stcal's ``find_crs`` with the pipeline defaults on one block of rows."""
     nints, ngroups, ny, nx = sci.shape
     out = [np.zeros(sci.shape, dtype=bool) for _ in thresholds]
     data = sci * gain  # electrons, float32 like stcal
@@ -309,7 +349,7 @@ def _two_point(sci, bad, dnu, gain, rn, thresholds, params, nframes):
 
 
 def _signed_median_sigma(fd, noise_floor, pixels=None):
-    """stcal's median first difference over integrations and groups, and its sigma.
+    """Return stcal's median first difference over integrations and groups, and its sigma.
 
     Returns (median, sigma) of shape (ny, nx), or of the selected pixels when ``pixels``
     (flat indices) is given.
@@ -328,7 +368,7 @@ def _signed_median_sigma(fd, noise_floor, pixels=None):
 
 
 def _iterative(fd, noise_floor, thresholds, params):
-    """stcal ``iterative_jump``: flag each pixel's largest outlier, recompute, repeat."""
+    """Run stcal's ``iterative_jump``: flag each pixel's largest outlier, recompute, repeat."""
     nints, ndiffs, ny, nx = fd.shape
     a = np.abs(_to_pixels(fd))  # (npix, N)
     npix, nsamp = a.shape
@@ -387,7 +427,7 @@ def _limits(n, threshold, params):
 
 
 def _sigma_clip_flags(fd, threshold):
-    """stcal ``det_jump_sigma_clipping`` with ``only_use_ints``: clip across integrations."""
+    """Run stcal's ``det_jump_sigma_clipping`` (``only_use_ints``): clip across integrations."""
     from astropy.stats import sigma_clip
     from astropy.utils.exceptions import AstropyUserWarning
 
@@ -399,7 +439,7 @@ def _sigma_clip_flags(fd, threshold):
 
 
 def _stcal_neighbors(fd, flags, noise_floor, params, jumps, bad):
-    """stcal ``flag_four_neighbors``: dilate jumps of 10-1000 sigma by one pixel (not onto bad groups)."""
+    """Flag as stcal ``flag_four_neighbors``: the side neighbours of 10-1000 sigma jumps."""
     nints, ndiffs, ny, nx = fd.shape
     pix = np.flatnonzero(flags.any(axis=(0, 1)))
     med, sigma = _signed_median_sigma(fd, noise_floor, pixels=pix)
@@ -460,7 +500,9 @@ def _temporal(sci, bad, gain, rn, thresholds, params, nframes, amplifiers):
     for t in thresholds:
         flags = ratio > t
         if params.flag_neighbors and flags.any():
-            seeds = flags & (ratio > params.min_neighbor_sigma) & (ratio < params.max_neighbor_sigma)
+            seeds = (
+                flags & (ratio > params.min_neighbor_sigma) & (ratio < params.max_neighbor_sigma)
+            )
             flags = flags | (_dilate_cross(seeds) & (ratio > params.neighbor_threshold))
         jumps = np.zeros(sci.shape, dtype=bool)
         jumps[:, 1:] = flags

@@ -118,8 +118,17 @@ def ols_variance_coefficients(ngroups: int, tframe_s: float, nframes: int = 1, g
     return 1.0 / sxx, float(tframe_s * np.sum(a**2))
 
 
-def fit_ramps(sci, groupdq, gain_e_per_dn, readnoise_cds_dn, *, tframe_s: float, nframes: int = 1,
-              groupgap: int = 0, params: RampFitParams | None = None) -> RampFit:
+def fit_ramps(
+    sci,
+    groupdq,
+    gain_e_per_dn,
+    readnoise_cds_dn,
+    *,
+    tframe_s: float,
+    nframes: int = 1,
+    groupgap: int = 0,
+    params: RampFitParams | None = None,
+) -> RampFit:
     """Fit one integration's ramps into count rates with their variances.
 
     Parameters
@@ -169,7 +178,9 @@ def fit_ramps(sci, groupdq, gain_e_per_dn, readnoise_cds_dn, *, tframe_s: float,
     seg = np.cumsum(new, axis=0) - 1  # segment index of each group
     nseg = seg[-1] + 1
 
-    coef = {n: ols_variance_coefficients(n, tframe_s, nframes, groupgap) for n in range(2, ngroups + 1)}
+    coef = {
+        n: ols_variance_coefficients(n, tframe_s, nframes, groupgap) for n in range(2, ngroups + 1)
+    }
     k_read = np.zeros(ngroups + 1)
     k_pois = np.zeros(ngroups + 1)
     for n, (kr, kp) in coef.items():
@@ -213,7 +224,9 @@ def fit_ramps(sci, groupdq, gain_e_per_dn, readnoise_cds_dn, *, tframe_s: float,
         wsum = np.bincount(pix, weights=w, minlength=npix)
         a = w / wsum[pix]
         var_r_fit = np.bincount(pix, weights=a**2 * vr, minlength=npix)
-        var_p_fit = np.bincount(pix, weights=a**2 * kp, minlength=npix) * np.clip(np.nan_to_num(rate_fit), 0, None)
+        var_p_fit = np.bincount(pix, weights=a**2 * kp, minlength=npix) * np.clip(
+            np.nan_to_num(rate_fit), 0, None
+        )
         fitted = np.bincount(pix, minlength=npix) > 0
         rate[fitted] = rate_fit[fitted]
         var_r[fitted] = var_r_fit[fitted]
@@ -261,5 +274,7 @@ def _flat(value, shape, name):
             raise ValueError(f"{name} must be a positive number, got {value!r}")
         return np.full(shape[0] * shape[1], float(arr))
     if arr.shape != shape:
-        raise ValueError(f"{name} must be a number or a {shape[0]} x {shape[1]} array, got shape {arr.shape}")
+        raise ValueError(
+            f"{name} must be a number or a {shape[0]} x {shape[1]} array, got shape {arr.shape}"
+        )
     return arr.reshape(-1)

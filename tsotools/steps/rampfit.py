@@ -40,8 +40,16 @@ def _image_header(name, unit, src=None):
     return hdr
 
 
-def run_rampfit(input_path, output_path, *, params: RampFitParams | None = None, gain=None, readnoise=None,
-                overwrite: bool = False, progress: bool = True) -> dict:
+def run_rampfit(
+    input_path,
+    output_path,
+    *,
+    params: RampFitParams | None = None,
+    gain=None,
+    readnoise=None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
     """Fit a ramp's integrations into per-integration rates (rateints).
 
     Parameters
@@ -68,48 +76,86 @@ def run_rampfit(input_path, output_path, *, params: RampFitParams | None = None,
         info = prod.info
         nints, ngroups, ny, nx = info.shape
         if not prod.has("GROUPDQ"):
-            raise ProductError(f"{input_path}: no GROUPDQ extension (run dq_init and saturation first)")
+            raise ProductError(
+                f"{input_path}: no GROUPDQ extension (run dq_init and saturation first)"
+            )
         tframe = info.tframe_s
         if not (tframe and tframe > 0):
             raise ProductError(f"{input_path}: no valid TFRAME keyword in the primary header")
         nframes = int(info.nframes or 1)
         groupgap = int(info.groupgap or 0)
         if not (info.steps.get("S_JUMP") == "COMPLETE" or info.steps.get("S_REJUMP") == "COMPLETE"):
-            log.warning("%s has no jump flags (neither S_JUMP nor S_REJUMP is COMPLETE): cosmic rays will be "
-                        "fitted through; run 'tsotools rejump' first", input_path)
+            log.warning(
+                "%s has no jump flags (neither S_JUMP nor S_REJUMP is COMPLETE): cosmic rays "
+                "will be "
+                "fitted through; run 'tsotools rejump' first",
+                input_path,
+            )
         gain2d, rn2d, sources = resolve_noise(prod, gain, readnoise)
-        pixeldq = prod.read("PIXELDQ").astype(np.uint32) if prod.has("PIXELDQ") else np.zeros((ny, nx), np.uint32)
+        pixeldq = (
+            prod.read("PIXELDQ").astype(np.uint32)
+            if prod.has("PIXELDQ")
+            else np.zeros((ny, nx), np.uint32)
+        )
 
         sci_src = prod.header("SCI")
         exts = [
             ImageSpec("SCI", (nints, ny, nx), "float32", _image_header("SCI", "DN/s", sci_src)),
             ImageSpec("ERR", (nints, ny, nx), "float32", _image_header("ERR", "DN/s")),
             ImageSpec("DQ", (nints, ny, nx), "uint32", _image_header("DQ", None)),
-            ImageSpec("VAR_POISSON", (nints, ny, nx), "float32", _image_header("VAR_POISSON", "(DN/s)^2")),
-            ImageSpec("VAR_RNOISE", (nints, ny, nx), "float32", _image_header("VAR_RNOISE", "(DN/s)^2")),
+            ImageSpec(
+                "VAR_POISSON", (nints, ny, nx), "float32", _image_header("VAR_POISSON", "(DN/s)^2")
+            ),
+            ImageSpec(
+                "VAR_RNOISE", (nints, ny, nx), "float32", _image_header("VAR_RNOISE", "(DN/s)^2")
+            ),
         ]
         if prod.has("INT_TIMES"):
             exts.append(fits.BinTableHDU(prod.read_table("INT_TIMES"), name="INT_TIMES"))
         exts.append(asdf_extension("CubeModel"))
         primary = prod.header("PRIMARY")
-        run_params = {"gain": sources["gain"], "readnoise": sources["readnoise"],
-                      "one_group_ramps": params.one_group_ramps}
+        run_params = {
+            "gain": sources["gain"],
+            "readnoise": sources["readnoise"],
+            "one_group_ramps": params.one_group_ramps,
+        }
         failed = []
         n_jump = n_nan = 0
         medians = []
-        with new_product(output_path, primary, exts, tool="rampfit", params=run_params, overwrite=overwrite,
-                         inputs=(str(input_path),), datamodel="CubeModel") as writer, \
-                progress_bar("rampfit", total=nints, enabled=progress) as advance:
+        with (
+            new_product(
+                output_path,
+                primary,
+                exts,
+                tool="rampfit",
+                params=run_params,
+                overwrite=overwrite,
+                inputs=(str(input_path),),
+                datamodel="CubeModel",
+            ) as writer,
+            progress_bar("rampfit", total=nints, enabled=progress) as advance,
+        ):
             for i in range(nints):
                 sci = prod.read("SCI", i)
                 gdq = prod.read("GROUPDQ", i)
                 try:
                     with np.errstate(all="ignore"):
-                        fit = fit_ramps(sci, gdq, gain2d, rn2d, tframe_s=tframe, nframes=nframes,
-                                        groupgap=groupgap, params=params)
+                        fit = fit_ramps(
+                            sci,
+                            gdq,
+                            gain2d,
+                            rn2d,
+                            tframe_s=tframe,
+                            nframes=nframes,
+                            groupgap=groupgap,
+                            params=params,
+                        )
                 except (ValueError, FloatingPointError, MemoryError) as exc:
-                    log.warning("integration %d: ramp fit failed (%s); written as NaN with DO_NOT_USE",
-                                info.intstart + i, exc)
+                    log.warning(
+                        "integration %d: ramp fit failed (%s); written as NaN with DO_NOT_USE",
+                        info.intstart + i,
+                        exc,
+                    )
                     failed.append(info.intstart + i)
                     nan = np.full((ny, nx), np.nan, np.float32)
                     writer.write("SCI", i, nan)
@@ -126,20 +172,32 @@ def run_rampfit(input_path, output_path, *, params: RampFitParams | None = None,
                 writer.write("SCI", i, rate)
                 writer.write("ERR", i, err)
                 writer.write("DQ", i, dq)
-                writer.write("VAR_POISSON", i, np.where(dnu, np.nan, fit.var_poisson).astype(np.float32))
-                writer.write("VAR_RNOISE", i, np.where(dnu, np.nan, fit.var_rnoise).astype(np.float32))
+                writer.write(
+                    "VAR_POISSON", i, np.where(dnu, np.nan, fit.var_poisson).astype(np.float32)
+                )
+                writer.write(
+                    "VAR_RNOISE", i, np.where(dnu, np.nan, fit.var_rnoise).astype(np.float32)
+                )
                 n_jump += int(np.count_nonzero(fit.dq & dqflags.JUMP_DET))
                 n_nan += int(np.count_nonzero(~np.isfinite(rate)))
-                medians.append(float(np.nanmedian(rate)) if np.isfinite(rate).any() else float("nan"))
+                medians.append(
+                    float(np.nanmedian(rate)) if np.isfinite(rate).any() else float("nan")
+                )
                 advance()
 
     elapsed = time.perf_counter() - t_start
     if failed:
-        log.warning("%d of %d integrations failed and were written as NaN: %s", len(failed), nints,
-                    ", ".join(map(str, failed[:10])) + (" ..." if len(failed) > 10 else ""))
-    message = (f"fitted {nints - len(failed)} of {nints} integrations ({ngroups} groups, {ny} x {nx}); "
-               f"{n_jump} pixel-integrations with jumps, {n_nan} without a rate; wrote {output_path} "
-               f"in {elapsed:.1f} s")
+        log.warning(
+            "%d of %d integrations failed and were written as NaN: %s",
+            len(failed),
+            nints,
+            ", ".join(map(str, failed[:10])) + (" ..." if len(failed) > 10 else ""),
+        )
+    message = (
+        f"fitted {nints - len(failed)} of {nints} integrations ({ngroups} groups, {ny} x {nx}); "
+        f"{n_jump} pixel-integrations with jumps, {n_nan} without a rate; wrote {output_path} "
+        f"in {elapsed:.1f} s"
+    )
     return {
         "message": message,
         "input": str(input_path),
@@ -150,6 +208,8 @@ def run_rampfit(input_path, output_path, *, params: RampFitParams | None = None,
         "pixels_without_rate": n_nan,
         "gain": sources["gain"],
         "readnoise": sources["readnoise"],
-        "median_rate": float(np.nanmedian(medians)) if medians and np.isfinite(medians).any() else None,
+        "median_rate": float(np.nanmedian(medians))
+        if medians and np.isfinite(medians).any()
+        else None,
         "elapsed_s": round(elapsed, 3),
     }
