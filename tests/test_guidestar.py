@@ -64,7 +64,9 @@ def test_fineguide_rates_follow_guider_cds():
     np.testing.assert_allclose(rate, diff / tgroup, rtol=1e-6)
     # the difference of the means spans 4 groups: rate = 4 * slope / tgroup (to rounding)
     np.testing.assert_allclose(rate, 4 * slope / tgroup, atol=1.0 / tgroup)
-    np.testing.assert_allclose(err, np.sqrt(2 * (20.0 / tgroup) ** 2 + diff / (2.0 * tgroup)), rtol=1e-5)
+    np.testing.assert_allclose(
+        err, np.sqrt(2 * (20.0 / tgroup) ** 2 + diff / (2.0 * tgroup)), rtol=1e-5
+    )
     assert rate.dtype == np.float32 and err.dtype == np.float32
 
 
@@ -135,7 +137,9 @@ def test_fit_frames_ignores_bad_and_nan_pixels():
 
 def test_fit_frames_fails_cleanly_without_a_star():
     rng = np.random.default_rng(4)
-    frames = np.stack([gauss_frames(3.5, 3.5)[0], 40 + rng.standard_normal((8, 8)), np.full((8, 8), np.nan)])
+    frames = np.stack(
+        [gauss_frames(3.5, 3.5)[0], 40 + rng.standard_normal((8, 8)), np.full((8, 8), np.nan)]
+    )
     fit = gs.fit_frames(frames)
     assert fit.ok[0] and not fit.ok[2]
     assert np.isnan(fit.x[2]) and np.isnan(fit.flux[2])
@@ -179,7 +183,9 @@ def test_guider_to_science_conventions():
     # V3 = -x sin a + y cos a, so an FGS-ideal (1, 0) mas offset is (cos a, -sin a) mas
     m = gs.guider_to_science(1.0, 1, 0.0, 1, 0.031)
     a = math.radians(1.0)
-    np.testing.assert_allclose(m * 31.0, [[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]], atol=1e-12)
+    np.testing.assert_allclose(
+        m * 31.0, [[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]], atol=1e-12
+    )
     with pytest.raises(ValueError, match="sci_vparity"):
         gs.guider_to_science(0, 1, 0, 2, 0.031)
 

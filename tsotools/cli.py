@@ -985,20 +985,64 @@ def photometry(input, output, overwrite, radius, annulus, position, centroids_pa
 
 
 # ----------------------------------------------------------- jitter-from-guidestar
+def _jitter_options(func):
+    """Options of ``jitter-from-guidestar``; defaults from JitterParams."""
+    from .algorithms.guidestar import JITTER_METHODS, JitterParams
+
+    d = JitterParams()
+    func = click.option("--plot", type=click.Path(dir_okay=False), default=None, metavar="PNG",
+                        help="Also write a PNG of the offsets with antenna moves shaded and the "
+                             "science integrations marked.")(func)
+    func = click.option("--hga-margin", "hga_margin_s", type=click.FloatRange(min=0), default=d.hga_margin_s,
+                        show_default=True, metavar="SECONDS",
+                        help="Set HGA_FLAG on integrations within this many seconds of an antenna move.")(func)
+    func = click.option("--method", type=click.Choice(JITTER_METHODS), default=d.method, show_default=True,
+                        help="table: the FGS Centroid Packet positions; fit: Gaussian fits to every 8x8 "
+                             "frame (batched); auto: the table when every file has one, with the fits "
+                             "compared against it, else the fits.")(func)
+    func = click.option("--science", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
+                        help="Science rateints/calints/ramp whose integrations (INT_TIMES) the offsets "
+                             "are averaged over and whose detector pixels they are given in.")(func)
+    return func
+
+
 @main.command("jitter-from-guidestar")
 @click.argument("gsfiles", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @output_options
+@_jitter_options
 @json_option
 @common_options
-def jitter_from_guidestar(gsfiles, output, overwrite, as_json):
-    """Pointing jitter and antenna moves from FGS guide-star files, on the science clock.
+def jitter_from_guidestar(gsfiles, output, overwrite, science, method, hga_margin_s, plot, as_json):
+    """Measure pointing jitter and antenna moves from FGS guide-star files, on the science clock.
+
+    Reads fine-guide files (_gs-fg_..._cal, or _uncal made into count rates as the guider
+    pipeline does), joins them in time, and gives the guide star's offset (mas, FGS ideal
+    frame) in every 16 Hz frame, from the FGS Centroid Packet table or from Gaussian fits
+    to the 8x8 frames. Antenna moves come from the Pointing table's HGA_motion, or are
+    found as a step and its settling in the positions. With --science the JITTER table
+    has one row per science integration (INT_NUM, MJD, BJD_TDB, DX_MAS, DY_MAS, DX_PIX,
+    DY_PIX in that detector's pixels, JITTER_RMS_MAS, NFRAMES, HGA_FLAG), ready for
+    decorrelation; without it the per-frame series (MJD, X_MAS, Y_MAS, FLUX). A .fits
+    output also has an HGA_MOVES table (START_MJD, STOP_MJD, SOURCE); an .ecsv output
+    lists the moves in its header.
 
     Example:
 
-        tsotools jitter-from-guidestar jw*_gs-fg_*_cal.fits --science jw_rateints.fits -o jitter.fits
+    \b
+        tsotools jitter-from-guidestar jw*_gs-fg_*_cal.fits --science jw_rateints.fits \\
+            -o jitter.fits --plot jitter.png &&
+        tsotools photometry jw_rateints.fits -o phot.ecsv
     """
-    not_built("jitter-from-guidestar", 7)
+    from .algorithms.guidestar import JitterParams
+    from .steps.jitter import run_jitter
 
+    try:
+        params = JitterParams(method=method, hga_margin_s=hga_margin_s)
+    except ValueError as exc:
+        raise TsoToolsError(f"invalid option: {exc}") from None
+    summary = run_jitter(gsfiles, output, science=science, params=params, plot=plot, overwrite=overwrite,
+                         progress=not _quiet())
+    report(summary, as_json)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -1394,3 +1394,36 @@ def read_reference_image(path: str | os.PathLike, geometry: Geometry, reftype: s
             f"{path}: covers detector x {x0}..{x0 + data.shape[1] - 1}, y {y0}..{y0 + data.shape[0] - 1} "
             f"(0-based), not the whole subarray")
     return np.ascontiguousarray(data[dy:dy + geometry.ny, dx:dx + geometry.nx])
+
+
+# ---- jitter-from-guidestar
+def write_fits_tables(
+    tables: Mapping[str, Table],
+    out_path: str | os.PathLike,
+    *,
+    tool: str,
+    params: Mapping | None = None,
+    overwrite: bool = False,
+    inputs: tuple[str, ...] = (),
+) -> Path:
+    """Write several tables as one FITS file: an empty primary, then one BINTABLE each.
+
+    ``tables`` maps EXTNAME to an astropy Table, in file order; each table's ``meta``
+    goes to its extension header (long keys as HIERARCH). Provenance (status keyword,
+    HISTORY) goes to the primary header. Written atomically like :func:`write_table`.
+    """
+    out = Path(out_path)
+    if out.suffix.lower() not in (".fits", ".fit", ".fts"):
+        raise OutputError(f"{out}: a multi-table output ends in .fits")
+    primary = fits.PrimaryHDU()
+    _provenance(primary.header, tool, params)
+    hdus = [primary]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, table in tables.items():
+            hdu = fits.table_to_hdu(table)
+            hdu.name = name.upper()
+            hdus.append(hdu)
+        with atomic_path(out, overwrite=overwrite, inputs=inputs, suffix=".fits") as tmp:
+            fits.HDUList(hdus).writeto(tmp)
+    return out

@@ -90,10 +90,15 @@ _DAY_S = 86400.0
 
 # =============================================================================== settings
 def _check_positive(name, value, allow_zero=False):
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or (
-        value < 0 if allow_zero else value <= 0
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or (value < 0 if allow_zero else value <= 0)
     ):
-        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} number, got {value!r}")
+        raise ValueError(
+            f"{name} must be a {'non-negative' if allow_zero else 'positive'} number, got {value!r}"
+        )
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,11 @@ class GaussFitParams:
     sigma_max_px: float = 4.0
 
     def __post_init__(self):
-        if not isinstance(self.max_iter, int) or isinstance(self.max_iter, bool) or self.max_iter < 1:
+        if (
+            not isinstance(self.max_iter, int)
+            or isinstance(self.max_iter, bool)
+            or self.max_iter < 1
+        ):
             raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
         _check_positive("tol_px", self.tol_px)
         _check_positive("sigma_min_px", self.sigma_min_px)
@@ -150,7 +159,15 @@ class HgaParams:
     quiet_s: float = 5.0
 
     def __post_init__(self):
-        for name in ("window_s", "threshold_sigma", "min_step_mas", "settle_mas", "max_settle_s", "baseline_s", "quiet_s"):
+        for name in (
+            "window_s",
+            "threshold_sigma",
+            "min_step_mas",
+            "settle_mas",
+            "max_settle_s",
+            "baseline_s",
+            "quiet_s",
+        ):
             _check_positive(name, getattr(self, name))
 
 
@@ -171,7 +188,9 @@ class JitterParams:
 
     def __post_init__(self):
         if self.method not in JITTER_METHODS:
-            raise ValueError(f"method must be one of {', '.join(JITTER_METHODS)}, got {self.method!r}")
+            raise ValueError(
+                f"method must be one of {', '.join(JITTER_METHODS)}, got {self.method!r}"
+            )
         _check_positive("hga_margin_s", self.hga_margin_s, allow_zero=True)
         if not isinstance(self.hga, HgaParams):
             raise ValueError("hga must be an HgaParams")
@@ -180,7 +199,9 @@ class JitterParams:
 
 
 # =============================================================================== frames
-def fineguide_rates(reads, tgroup_s, gain_e_per_dn=GUIDER_CDS_GAIN, readnoise_dn=GUIDER_CDS_READNOISE):
+def fineguide_rates(
+    reads, tgroup_s, gain_e_per_dn=GUIDER_CDS_GAIN, readnoise_dn=GUIDER_CDS_READNOISE
+):
     """Count rates of fine-guide raw frames, as ``guider_cds`` computes them.
 
     Parameters
@@ -224,7 +245,10 @@ def frame_times(nframes, data_start_mjd, data_end_mjd):
     n = int(nframes)
     if n < 0:
         raise ValueError("nframes must be >= 0")
-    if not (math.isfinite(data_start_mjd) and math.isfinite(data_end_mjd)) or data_end_mjd <= data_start_mjd:
+    if (
+        not (math.isfinite(data_start_mjd) and math.isfinite(data_end_mjd))
+        or data_end_mjd <= data_start_mjd
+    ):
         raise ValueError("data_end_mjd must be after data_start_mjd")
     return data_start_mjd + (np.arange(n) + 0.5) * (data_end_mjd - data_start_mjd) / max(n, 1)
 
@@ -370,7 +394,9 @@ def fit_frames(sci, err=None, bad=None, params=None):
     n, ny, nx = sci.shape
     if n == 0:
         empty = np.empty(0)
-        return FrameFit(empty, empty, empty, empty, empty, empty, empty, empty, np.zeros(0, bool), 0)
+        return FrameFit(
+            empty, empty, empty, empty, empty, empty, empty, empty, np.zeros(0, bool), 0
+        )
     if err is None:
         w = np.ones_like(sci)
     else:
@@ -416,7 +442,9 @@ def fit_frames(sci, err=None, bad=None, params=None):
             except np.linalg.LinAlgError:
                 step = np.stack([np.linalg.lstsq(ai, gi, rcond=None)[0] for ai, gi in zip(a, g)])
             trial = p[idx] + step
-            trial[:, 3:5] = np.clip(trial[:, 3:5], 0.5 * params.sigma_min_px, 2.0 * params.sigma_max_px)
+            trial[:, 3:5] = np.clip(
+                trial[:, 3:5], 0.5 * params.sigma_min_px, 2.0 * params.sigma_max_px
+            )
             m_new, j_new = _model_and_jacobian(trial, ny, nx)
             c_new = np.sum(w[idx] * (data[idx] - m_new) ** 2, axis=1)
             better = np.isfinite(c_new) & (c_new <= chi2[idx])
@@ -463,8 +491,16 @@ def fit_frames(sci, err=None, bad=None, params=None):
     xerr = np.where(ok, xerr, np.nan)
     yerr = np.where(ok, yerr, np.nan)
     return FrameFit(
-        x=p[:, 1], y=p[:, 2], flux=p[:, 0], sigma_x=p[:, 3], sigma_y=p[:, 4], background=p[:, 5],
-        x_err=xerr, y_err=yerr, ok=ok, iterations=it,
+        x=p[:, 1],
+        y=p[:, 2],
+        flux=p[:, 0],
+        sigma_x=p[:, 3],
+        sigma_y=p[:, 4],
+        background=p[:, 5],
+        x_err=xerr,
+        y_err=yerr,
+        ok=ok,
+        iterations=it,
     )
 
 
@@ -485,7 +521,9 @@ def pixels_to_ideal_mas(x_px, y_px, reference_px, matrix=None):
     x_mas, y_mas : float64 ndarray, shape (nframes,)
     """
     m = PIXEL_TO_IDEAL if matrix is None else np.asarray(matrix, dtype=float)
-    d = np.vstack([np.asarray(x_px, float) - reference_px[0], np.asarray(y_px, float) - reference_px[1]])
+    d = np.vstack(
+        [np.asarray(x_px, float) - reference_px[0], np.asarray(y_px, float) - reference_px[1]]
+    )
     out = m @ d
     return out[0], out[1]
 
@@ -542,7 +580,7 @@ def calibrate_to_reference(x_px, y_px, x_ref, y_ref, matrix=None):
 
 
 def nearest_orientation(matrix, scale_mas=FGS_PIXEL_SCALE_ARCSEC * 1000.0):
-    """The frame orientation (axes swapped and/or flipped) closest to a measured matrix.
+    """Return the frame orientation (axes swapped, flipped) closest to a measured matrix.
 
     Parameters
     ----------
@@ -571,7 +609,9 @@ def _idl_to_v(parity, angle_deg):
     return np.array([[parity * math.cos(a), math.sin(a)], [-parity * math.sin(a), math.cos(a)]])
 
 
-def guider_to_science(fgs_v3yangle_deg, fgs_vparity, sci_v3yangle_deg, sci_vparity, sci_scale_arcsec):
+def guider_to_science(
+    fgs_v3yangle_deg, fgs_vparity, sci_v3yangle_deg, sci_vparity, sci_scale_arcsec
+):
     """Matrix taking FGS ideal-frame offsets (mas) to science-detector pixel offsets.
 
     A pointing change moves every star by the same (V2, V3) offset, so
@@ -693,7 +733,10 @@ def detect_hga_moves(mjd, x_mas, y_mas, params=None):
     if valid.sum() < 10:
         return np.empty((0, 2))
     sig = 1.4826 * np.array(
-        [np.median(np.abs(dx[valid] - np.median(dx[valid]))), np.median(np.abs(dy[valid] - np.median(dy[valid])))]
+        [
+            np.median(np.abs(dx[valid] - np.median(dx[valid]))),
+            np.median(np.abs(dy[valid] - np.median(dy[valid]))),
+        ]
     )
     sigma = float(np.sqrt(np.mean(sig**2)))
     d = np.where(valid, np.hypot(dx, dy), 0.0)
@@ -740,7 +783,7 @@ def detect_hga_moves(mjd, x_mas, y_mas, params=None):
 
 
 def flag_near_moves(int_start_mjd, int_end_mjd, moves, margin_s):
-    """True for integrations within ``margin_s`` of an antenna move.
+    """Flag the integrations within ``margin_s`` of an antenna move.
 
     Parameters
     ----------
@@ -820,7 +863,11 @@ def integration_offsets(frame_mjd, x_mas, y_mas, int_start_mjd, int_end_mjd):
     if empty.size and t.size:
         spacing = float(np.median(np.diff(t))) if t.size > 1 else 1.0 / FGS_FRAME_RATE_HZ / _DAY_S
         mid = 0.5 * (a[empty] + b[empty])
-        j = np.clip(np.searchsorted(t, mid), 1, t.size - 1) if t.size > 1 else np.zeros(empty.size, int)
+        j = (
+            np.clip(np.searchsorted(t, mid), 1, t.size - 1)
+            if t.size > 1
+            else np.zeros(empty.size, int)
+        )
         if t.size > 1:
             j = np.where(np.abs(t[j - 1] - mid) < np.abs(t[j] - mid), j - 1, j)
         near = (t[j] >= a[empty] - spacing) & (t[j] <= b[empty] + spacing)

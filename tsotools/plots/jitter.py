@@ -1,4 +1,4 @@
-"""Figure of ``jitter-from-guidestar --plot``: the guide-star series, antenna moves and integrations."""
+"""Figure of ``jitter-from-guidestar --plot``: guide-star offsets, antenna moves, integrations."""
 
 from __future__ import annotations
 
@@ -36,8 +36,13 @@ def jitter_figure(mjd, x_mas, y_mas, moves, integrations=None, title: str = ""):
     for ax, series, label, col in zip(axes, (x_mas, y_mas), ("X", "Y"), ("DX_MAS", "DY_MAS")):
         ax.plot(minutes, series, lw=0.4, color="0.55", label="16 Hz frames")
         for k, (a, b) in enumerate(np.asarray(moves, dtype=float).reshape(-1, 2)):
-            ax.axvspan((a - t0) * _DAY_S / 60, (b - t0) * _DAY_S / 60, color="C1", alpha=0.3,
-                       label="antenna move" if k == 0 else None)
+            ax.axvspan(
+                (a - t0) * _DAY_S / 60,
+                (b - t0) * _DAY_S / 60,
+                color="C1",
+                alpha=0.3,
+                label="antenna move" if k == 0 else None,
+            )
         if integrations is not None and len(integrations):
             tm = (np.asarray(integrations["MJD"], dtype=float) - t0) * _DAY_S / 60
             v = np.asarray(integrations[col], dtype=float)
