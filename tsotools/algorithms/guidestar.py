@@ -432,8 +432,8 @@ def fit_frames(sci, err=None, bad=None, params=None):
             if idx.size == 0:
                 break
             jw = jac[idx] * w[idx, :, None]
-            h = np.einsum("nkp,nkq->npq", jw, jac[idx])
-            g = np.einsum("nkp,nk->np", jw, data[idx] - model[idx])
+            h = np.matmul(jw.transpose(0, 2, 1), jac[idx])
+            g = np.matmul(jw.transpose(0, 2, 1), (data[idx] - model[idx])[:, :, None])[:, :, 0]
             diag = np.einsum("npp->np", h)
             a = h + lam[idx, None, None] * diag[:, :, None] * eye
             a += 1e-12 * eye  # keeps frames with degenerate columns solvable
@@ -462,7 +462,7 @@ def fit_frames(sci, err=None, bad=None, params=None):
 
         # covariance of x, y: inverse of the undamped normal matrix scaled to chi^2/dof
         jw = jac * w[:, :, None]
-        h = np.einsum("nkp,nkq->npq", jw, jac) + 1e-12 * eye
+        h = np.matmul(jw.transpose(0, 2, 1), jac) + 1e-12 * eye
         npix = (w > 0).sum(axis=1)
         dof = np.maximum(npix - 6, 1)
         # weights were normalised: chi^2/dof of the original weights = chi2 * wsum / dof
