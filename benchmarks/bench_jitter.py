@@ -111,7 +111,8 @@ def main():
     t0 = time.perf_counter()
     files, truth_path = make_files(args.workdir)
     print(
-        f"simulated 10 x {FRAMES_PER_FILE} frames in {time.perf_counter() - t0:.1f} s (reused if present)"
+        f"simulated 10 x {FRAMES_PER_FILE} frames in {time.perf_counter() - t0:.1f} s "
+        "(reused if present)"
     )
     nframes = NFILES * FRAMES_PER_FILE
 
@@ -159,8 +160,8 @@ def main():
         f"({nframes / t_tool:,.0f} frames/s)"
     )
     print(
-        f"curve_fit loop: {t_cf_subset:.2f} s for {len(frames)} frames -> {t_cf:.1f} s for {nframes} "
-        f"(scaled; file reading not charged); {failed_cf} failed"
+        f"curve_fit loop: {t_cf_subset:.2f} s for {len(frames)} frames -> {t_cf:.1f} s "
+        f"for {nframes} (scaled; file reading not charged); {failed_cf} failed"
     )
     print(f"speed-up: {speedup:.1f}x (target >= {TARGET_SPEEDUP:.0f}x)")
     print(

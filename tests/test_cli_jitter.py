@@ -311,3 +311,29 @@ def test_errors_are_one_line(simulated, tmp_path):
         )
     )
     assert not (tmp_path / "f.fits").exists()
+
+
+def test_integrations_outside_the_guider_data_are_nan_and_counted(simulated, tmp_path):
+    paths = simulated("guider", **IMAGING)
+    first = gsfiles(paths)[0]  # 600 frames: the first ~20 integrations only
+    out = tmp_path / "partial.fits"
+    result = run(
+        [
+            "jitter-from-guidestar",
+            first,
+            "--science",
+            str(paths["rateints"]),
+            "-o",
+            str(out),
+            "--json",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    tab = Table.read(out, hdu="JITTER", mask_invalid=False)  # NaN stays NaN (not masked)
+    uncovered = tab["NFRAMES"] == 0
+    assert summary["missing_integrations"] == uncovered.sum() > 0
+    assert np.all(np.isnan(tab["DX_PIX"][uncovered])) and np.all(
+        np.isfinite(tab["DX_PIX"][~uncovered])
+    )
+    assert "no guide-star frame" in result.stderr
