@@ -36,8 +36,10 @@ __all__ = [
     "fit_scene",
     "predict_scene",
     "predict_pixels",
+    "profile_shift",
     "solve_pixel_regression",
     "robust_std",
+    "row_levels",
     "scene_derivatives",
 ]
 
@@ -511,3 +513,93 @@ def predict_pixels(mean_image, coef, index, du, out=None) -> np.ndarray:
     if len(index) and len(du):
         out.reshape(-1)[np.asarray(index)] += (np.asarray(du, dtype=np.float32) @ np.asarray(coef, dtype=np.float32))
     return out
+
+
+def row_levels(frame, usable, amplifiers, window=9, min_pixels=16) -> np.ndarray:
+    """Slowly varying level of each amplifier along the rows, interpolated across gaps.
+
+    Row means over the usable (background) pixels, smoothed by a running mean over
+    ``window`` rows and linearly interpolated over rows without enough pixels (the grism
+    trace). This follows the low-frequency part of the 1/f noise (drifts over tens of
+    rows), which is common to neighbouring rows, through rows that have no background.
+
+    Parameters
+    ----------
+    frame : float ndarray, shape (ny, nx)
+        Frame minus a scene model, DN or DN/s.
+    usable : bool ndarray, shape (ny, nx)
+        Background pixels to measure on.
+    amplifiers : sequence of (x0, x1)
+        Column range of each amplifier.
+    window : int
+        Rows in the running mean.
+    min_pixels : int
+        Pixels a row needs to be measured.
+
+    Returns
+    -------
+    levels : float32 ndarray, shape (ny, namps)
+        Level of each row of each amplifier; the amplifier's median where no row could
+        be measured, 0 where no pixel is usable.
+    """
+    frame = np.asarray(frame)
+    usable = np.asarray(usable, dtype=bool) & np.isfinite(frame)
+    ny = frame.shape[0]
+    out = np.zeros((ny, len(amplifiers)), dtype=np.float32)
+    y = np.arange(ny)
+    kernel = np.ones(int(window))
+    for a, (x0, x1) in enumerate(amplifiers):
+        u = usable[:, x0:x1]
+        if not u.any():
+            continue
+        v = np.where(u, frame[:, x0:x1], 0).astype(np.float64)
+        med = float(np.median(frame[:, x0:x1][u]))
+        scale = robust_std(frame[:, x0:x1][u])
+        if np.isfinite(scale) and scale > 0:
+            u = u & (np.abs(np.where(u, frame[:, x0:x1], med) - med) < 5 * scale)
+            v = np.where(u, v, 0)
+        n = u.sum(axis=1).astype(np.float64)
+        ok = n >= min_pixels
+        if not ok.any():
+            out[:, a] = med
+            continue
+        s = np.convolve(np.where(ok, v.sum(axis=1), 0), kernel, mode="same")
+        c = np.convolve(np.where(ok, n, 0), kernel, mode="same")
+        smooth = s[ok] / c[ok]
+        out[:, a] = np.interp(y, y[ok], smooth)
+    return out
+
+
+def profile_shift(profile, reference) -> tuple[float, float]:
+    """Scale and sub-pixel shift of a 1-D profile relative to a reference profile.
+
+    Least squares of ``profile = a * reference - b * d(reference)/dx + c``: the
+    shift is ``b / a`` (pixels, positive when the profile moved to larger x). Used on the
+    spectrum collapsed over rows (shift along dispersion) and on the trace collapsed over
+    columns (cross-dispersion), which separates the two directions better than a 2-D fit.
+
+    Parameters
+    ----------
+    profile, reference : float ndarray, shape (n,)
+        Same unit; non-finite samples are ignored.
+
+    Returns
+    -------
+    scale, shift : float
+        NaN when fewer than 4 samples are finite or the reference is flat.
+    """
+    p = np.asarray(profile, dtype=np.float64)
+    r = np.asarray(reference, dtype=np.float64)
+    if p.shape != r.shape or p.ndim != 1:
+        raise ValueError(f"profile and reference must be 1-D of one length, got {p.shape} and {r.shape}")
+    if r.size < 4:
+        return float("nan"), float("nan")
+    dr = np.gradient(np.nan_to_num(r))
+    ok = np.isfinite(p) & np.isfinite(r)
+    if ok.sum() < 4 or not np.any(dr[ok]):
+        return float("nan"), float("nan")
+    a = np.stack([r[ok], -dr[ok], np.ones(int(ok.sum()))], axis=1)
+    coef = np.linalg.lstsq(a, p[ok], rcond=None)[0]
+    if coef[0] == 0:
+        return float("nan"), float("nan")
+    return float(coef[0]), float(coef[1] / coef[0])

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -44,6 +45,7 @@ GROUP_BAD = dqflags.DO_NOT_USE | dqflags.SATURATED
 PIXEL_BAD = dqflags.DO_NOT_USE
 #: Integrations from which the per-pixel response to flux and pointing is learned.
 _LEARN_INTS = 10
+_CLEAN_ROWS = True
 _FIT_ERRORS = (ValueError, ArithmeticError, FloatingPointError, np.linalg.LinAlgError)
 
 
@@ -131,17 +133,23 @@ def _sample(nints: int, k: int) -> np.ndarray:
     return np.unique(np.linspace(0, nints - 1, min(nints, k)).round().astype(int))
 
 
-def _median_model(frames: _Frames, sample) -> np.ndarray:
-    """Median over the sampled integrations, per group: float32 (ngroups, ny, nx)."""
+def _median_model(frames: _Frames, sample) -> tuple[np.ndarray, np.ndarray | None]:
+    """Median over the sampled integrations, per group: float32 (ngroups, ny, nx).
+
+    Also the median ERR^2 (ny, nx) of cubes that have ERR, else None.
+    """
     import warnings
 
     med = np.empty((frames.ngroups, frames.ny, frames.nx), dtype=np.float32)
-    for g in range(frames.ngroups):
-        stack = np.stack([frames.read_plane(int(i), g) for i in sample])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
+    err2 = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for g in range(frames.ngroups):
+            stack = np.stack([frames.read_plane(int(i), g) for i in sample])
             med[g] = np.nanmedian(stack, axis=0)
-    return med
+        if frames.has_err:
+            err2 = np.nanmedian(np.stack([frames.read_err2(int(i)) for i in sample]), axis=0)
+    return med, err2
 
 
 def _cds(cube):
@@ -156,7 +164,7 @@ def _inverse_variance(frames: _Frames, model, err2=None):
         v0 = np.float32(READ_NOISE_DN**2 + KTC_NOISE_DN**2)
         var = v0 + np.clip(np.nan_to_num(model), 0, None) / np.float32(gain)
     elif err2 is not None:
-        var = np.array(err2, dtype=np.float32)
+        var = np.array(np.broadcast_to(err2, model.shape), dtype=np.float32)
         ok = np.isfinite(var) & (var > 0)
         fill = np.float32(np.median(var[ok])) if ok.any() else np.float32(1)
         var[~ok] = fill
@@ -212,7 +220,7 @@ def run_oneoverf(input_path, output_path, *, params: oof.OneOverFParams | None =
 
         # 1. median image of a sample of integrations -> source mask
         sample = _sample(nints, params.model_ints)
-        median = _median_model(frames, sample) if method != "refpix" or save_mask else None
+        median, median_err2 = _median_model(frames, sample) if method != "refpix" or save_mask else (None, None)
         if mask_path is not None:
             mask = read_mask(mask_path, (ny, nx))
             mask_from = str(mask_path)
@@ -233,19 +241,21 @@ def run_oneoverf(input_path, output_path, *, params: oof.OneOverFParams | None =
         coefs = np.full((nints, 3), np.nan)
         sky = np.zeros(ngroups)
         model = median
-        bcoef = u_all = ubar = None
         winv = None
         quiet = not progress
 
         # 2. time-series scene model: clipped temporal mean, scaled and shifted per integration
+        scene = None
         if method == "timeseries":
-            model, bcoef, u_all, ubar, winv = _scene_model(frames, median, mask, src, src_amp, params, quiet)
-            coefs[:, : u_all.shape[1]] = u_all
-            del median
+            scene = _SceneModel(frames, median, median_err2, mask, params, quiet)
+            coefs[:] = scene.u
+            winv = _inverse_variance(frames, scene.mean, err2=scene.err2)
+            sky, cleaning, stripes = _clean_model(scene.mean, winv, mask, frames, params, apply=False)
+            scene.set_cleaning(cleaning, stripes)
+            winv = _inverse_variance(frames, scene.mean, err2=scene.err2)
         elif method == "background" and model is not None:
-            winv = _inverse_variance(frames, model)
-        if method in ("timeseries", "background"):
-            sky = _clean_model(model, winv, mask, frames, params)
+            winv = _inverse_variance(frames, model, err2=median_err2)
+            sky = _clean_model(model, winv, mask, frames, params)[0]
 
         # 3. correct and write
         bg_weight_mask = light & ~mask if method == "background" else None
@@ -261,9 +271,9 @@ def run_oneoverf(input_path, output_path, *, params: oof.OneOverFParams | None =
                 data, bad = frames.read(i)
                 out = np.empty_like(data)
                 try:
-                    du = (u_all[i] - ubar) if method == "timeseries" else None
+                    scene_i = scene.predict(i, data, bad) if scene is not None else None
                     for g in range(ngroups):
-                        est = _estimate(method, data[g], bad[g], g, model, bcoef, winv, src, du, amps, geo,
+                        est = _estimate(method, data[g], bad[g], g, scene_i, winv, amps, geo,
                                         refcols, reference, bg_weight_mask, params)
                         corr = est.correction
                         if method == "background" and sky[g]:
@@ -310,6 +320,8 @@ def run_oneoverf(input_path, output_path, *, params: oof.OneOverFParams | None =
         "fallback_row_fraction": fb,
         "flux_scale_range": ([float(np.nanmin(coefs[:, 0])), float(np.nanmax(coefs[:, 0]))]
                              if np.isfinite(coefs[:, 0]).any() else None),
+        "shift_rms_px": ([float(np.nanstd(coefs[:, 2])), float(np.nanstd(coefs[:, 1]))]
+                         if np.isfinite(coefs[:, 1]).any() else None),
         "failed_integrations": stats["failed"],
         "seconds": elapsed,
     }
@@ -330,25 +342,56 @@ def _choose_method(params, nints, reference) -> tuple[str, str]:
     return "background", f"only {nints} integration(s), time-series mode needs {params.min_ints_timeseries}"
 
 
-def _fit_integration(data, bad, model, deriv, winv, src, src_amp):
-    """Scale and shift of one integration against the scene model (last minus first group)."""
+def _fit_integration(data, bad, model, deriv, winv, src, src_amp, box, amps):
+    """Regressors of one integration against the median model: (scale, y shift, x shift).
+
+    The scale comes from a 2-D fit over the source pixels (last minus first group for a
+    ramp, which cancels the reset level); the shifts from the source collapsed along rows
+    and along columns inside its bounding box (:func:`profile_shift`).
+    """
     if src.size == 0:
         return np.array([1.0, 0.0, 0.0])
-    sig = _cds(data).ravel()[src]
-    msig = _cds(model).ravel()[src]
+    cds = _cds(data)
+    mcds = _cds(model)
+    sig = cds.ravel()[src]
+    msig = mcds.ravel()[src]
     dsig = deriv[-1] - deriv[0] if deriv.shape[0] > 1 else deriv[0]
     w = winv[-1].ravel()[src].astype(np.float64)
+    badc = (bad[-1] | bad[0]) if data.shape[0] > 1 else bad[0]
     if data.shape[0] > 1:
         w = 1.0 / (1.0 / w + 1.0 / winv[0].ravel()[src])
-        w[(bad[-1].ravel()[src]) | (bad[0].ravel()[src])] = 0
-    else:
-        w[bad[0].ravel()[src]] = 0
-    return oof.fit_scene(sig, msig, dsig, w, groups=src_amp)
+    w[badc.ravel()[src]] = 0
+    scale, ax, ay = oof.fit_scene(sig, msig, dsig, w, groups=src_amp)
+    if not np.isfinite(scale) or scale <= 0:
+        return np.array([np.nan, np.nan, np.nan])
+    ys, xs = box
+    ref = mcds[ys, xs]
+    rowsum = ref.sum(axis=1)
+    core = rowsum >= 0.05 * rowsum.max()  # rows where the source outweighs the row stripes
+    sub = np.where(badc[ys, xs], scale * ref, cds[ys, xs])[core]
+    # offsets and row stripes are steps at amplifier edges in the collapsed spectrum:
+    # take each amplifier's level out first
+    cols = np.arange(xs.start, xs.stop)
+    for x0, x1 in amps:
+        sel = (cols >= x0) & (cols < x1)
+        if sel.any():
+            sub[:, sel] -= np.median(sub[:, sel] - scale * ref[core][:, sel], axis=1, keepdims=True)
+    _, dx = oof.profile_shift(sub.sum(axis=0), ref[core].sum(axis=0))
+    dy = -ay / scale
+    return np.array([scale, dy if np.isfinite(dy) else 0.0, dx if np.isfinite(dx) else 0.0])
 
 
-def _estimate(method, frame, bad, g, model, bcoef, winv, src, du, amps, geo, refcols, reference, bg_mask, params):
+def _bounding_box(mask):
+    """Slices of the rows and columns that hold the mask."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return slice(0, 0), slice(0, 0)
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def _estimate(method, frame, bad, g, scene, winv, amps, geo, refcols, reference, bg_mask, params):
     if method == "timeseries":
-        resid = frame - oof.predict_pixels(model[g], bcoef[g], src, du)
+        resid = frame - scene[g]
         weights = np.where(bad, np.float32(0), winv[g])
     elif method == "background":
         resid = frame
@@ -369,105 +412,162 @@ def _collect(stats, est):
     stats["fallback_rows"] += est.fallback_rows()
 
 
-def _scene_model(frames: _Frames, median, mask, src, src_amp, params, quiet):
-    """Scene model: per-pixel linear model of every integration on its flux scale and shift.
+class _SceneModel:
+    """The time-series scene model, built in one pass and evaluated leave-one-out.
 
-    Each integration is fitted against the median (:func:`fit_scene`: scale ``s`` and
-    shift terms), pixels more than 7.5 sigma from that fit (cosmic rays) are replaced by
-    it, and running sums give the temporal mean and, on the source pixels, the per-pixel
-    regression on (s, ax, ay) (:func:`solve_pixel_regression`), which follows the transit's
-    colour and the PSF's response to sub-pixel shifts better than any analytic derivative.
-    With fewer than ``_LEARN_INTS`` integrations the source is the mean scaled by s only.
+    Each integration is fitted against the median (scale and y shift from a 2-D fit over
+    the source, x shift from the spectrum collapsed over the source rows); its offsets and
+    slow 1/f drift across rows (:func:`row_levels` on the background) are taken out and
+    pixels more than 7.5 sigma from that fit (cosmic rays) replaced by it. Running sums
+    give the temporal mean and, on the source pixels, a per-pixel regression on the scale
+    and y shift (:func:`solve_pixel_regression`; it follows the transit's colour and the
+    undersampled PSF's response to sub-pixel shifts, which no analytic derivative does).
+    The x shift (along dispersion, well sampled) uses the mean's x derivative.
 
-    Returns
-    -------
-    model : float32 (ngroups, ny, nx), coef : float32 (ngroups, k, nsrc),
-    u : float64 (nints, k) regressors, ubar : (k,), winv : float32 (ngroups, ny, nx)
+    :meth:`predict` evaluates the model for integration i from the sums without i (leave
+    one out), so an integration's own noise never enters its scene and cannot be absorbed.
     """
-    ngroups, n = frames.ngroups, frames.nints
-    winv_med = _inverse_variance(frames, median)
-    dmed = np.stack([oof.scene_derivatives(median[g], src) for g in range(ngroups)])
-    learn = n >= _LEARN_INTS
-    k = min(3, (n - 2) // 5) if learn else 1
-    total = np.zeros((ngroups, frames.ny, frames.nx), dtype=np.float64)
-    sprod = np.zeros((ngroups, k, src.size), dtype=np.float64)
-    su, suu = np.zeros(k), np.zeros((k, k))
-    u_all = np.zeros((n, k))
-    err2 = np.zeros((frames.ny, frames.nx), dtype=np.float64) if frames.has_err else None
-    nerr = np.zeros((frames.ny, frames.nx), dtype=np.uint32) if frames.has_err else None
-    limit = np.float32(7.5)
-    lev_cols = np.zeros(frames.nx, dtype=np.float32)
-    with progress_bar("oneoverf: scene model", total=n, enabled=not quiet) as advance:
-        for i in range(n):
-            data, bad = frames.read(i)
-            try:
-                coef = _fit_integration(data, bad, median, dmed, winv_med, src, src_amp)
-            except _FIT_ERRORS:
-                coef = np.full(3, np.nan)
-            if not np.isfinite(coef).all() or coef[0] <= 0:
-                coef = np.array([1.0, 0.0, 0.0])
-            u = coef[:k]
-            for g in range(ngroups):
-                pred = oof.predict_scene(median[g], dmed[g], src, coef)
-                resid = data[g] - pred
-                for x0, x1 in frames.geometry.amplifiers:  # pre-amp offsets out before clipping
-                    sub = np.where(bad[g][:, x0:x1:7], np.nan, resid[:, x0:x1:7])
-                    level = np.nanmedian(sub) if np.isfinite(sub).any() else 0.0
-                    lev_cols[x0:x1] = level
-                keep = ~bad[g] & (np.abs(resid - lev_cols) * np.sqrt(winv_med[g]) < limit)
-                # offset-free: pre-amp offsets must not leak into the regression
-                clean = np.where(keep, data[g] - lev_cols, pred)
-                total[g] += clean
-                if src.size:
-                    sprod[g] += u[:, None] * clean.ravel()[src][None, :]
-            su += u
-            suu += np.outer(u, u)
-            u_all[i] = u
-            if err2 is not None:
-                e2 = frames.read_err2(i)
-                ok = np.isfinite(e2) & ~bad[0]
-                err2 += np.where(ok, e2, 0.0)
-                nerr += ok
-            advance()
-    model = (total / n).astype(np.float32)
-    del total
-    coefs = np.zeros((ngroups, k, src.size), dtype=np.float32)
-    for g in range(ngroups):
-        mean_src = model[g].ravel()[src]
-        if learn:
-            b, ubar = oof.solve_pixel_regression(mean_src, sprod[g], su, suu, n)
-            coefs[g] = b
-        else:
-            ubar = su / n
-            coefs[g] = mean_src[None, :] / ubar[0]
-    if err2 is not None:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            err2 = np.where(nerr > 0, err2 / np.maximum(nerr, 1), np.nan)
-    winv = _inverse_variance(frames, model, err2=err2)
-    log.debug("scene model: %s regressors per source pixel", "learned" if learn else "mean scaled by flux")
-    return model, coefs, u_all, ubar, winv
+
+    def __init__(self, frames: _Frames, median, median_err2, mask, params, quiet):
+        self.frames = frames
+        geo = frames.geometry
+        ngroups, n = frames.ngroups, frames.nints
+        self.median = median
+        self.err2 = median_err2
+        self.mask = mask
+        self.params = params
+        self.src = np.flatnonzero(mask.ravel())
+        self.src_amp = geo.amplifier_map()[self.src % frames.nx] if self.src.size else np.zeros(0, int)
+        self.amap = geo.amplifier_map()
+        self.box = _bounding_box(mask)
+        self.background = ~mask
+        self.dmed = np.stack([oof.scene_derivatives(median[g], self.src) for g in range(ngroups)])
+        self._winv_med = _inverse_variance(frames, median, err2=median_err2)
+        self.learn = n >= _LEARN_INTS
+        self.k = 2 if self.learn else 1
+        self.n = n
+        self.total = np.zeros((ngroups, frames.ny, frames.nx), dtype=np.float32)
+        self.sprod = np.zeros((ngroups, self.k, self.src.size), dtype=np.float64)
+        self.su, self.suu = np.zeros(3), np.zeros((3, 3))
+        self.u = np.zeros((n, 3))
+        err2 = np.zeros((frames.ny, frames.nx), dtype=np.float64) if frames.has_err else None
+        nerr = np.zeros((frames.ny, frames.nx), dtype=np.uint32) if frames.has_err else None
+        with progress_bar("oneoverf: scene model", total=n, enabled=not quiet) as advance:
+            for i in range(n):
+                data, bad = frames.read(i)
+                try:
+                    u = _fit_integration(data, bad, median, self.dmed, self._winv_med, self.src, self.src_amp,
+                                         self.box, geo.amplifiers)
+                except _FIT_ERRORS:
+                    u = np.full(3, np.nan)
+                if not np.isfinite(u).all() or u[0] <= 0:
+                    u = np.array([1.0, 0.0, 0.0])
+                self.u[i] = u
+                clean = self.clean_values(data, bad, u)
+                self.total += clean
+                if self.src.size:
+                    vals = clean.reshape(ngroups, -1)[:, self.src]
+                    self.sprod += u[None, : self.k, None] * vals[:, None, :]
+                self.su += u
+                self.suu += np.outer(u, u)
+                if err2 is not None:
+                    e2 = frames.read_err2(i)
+                    ok = np.isfinite(e2) & ~bad[0]
+                    err2 += np.where(ok, e2, 0.0)
+                    nerr += ok
+                advance()
+        if err2 is not None:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                self.err2 = np.where(nerr > 0, err2 / np.maximum(nerr, 1), np.nan)
+        self.mean = self.total / np.float32(n)
+        self.cleaning = np.zeros((ngroups, frames.nx), dtype=np.float32)
+        self.stripes = np.zeros((ngroups, frames.ny, len(geo.amplifiers)), dtype=np.float32)
+        self.dxmean = np.stack([oof.scene_derivatives(self.mean[g], self.src)[0] for g in range(ngroups)])
+        log.debug("scene model: %s", "per-pixel response to flux and y shift" if self.learn else "mean scaled by flux")
+
+    def clean_values(self, data, bad, u):
+        """The integration with offsets and row drifts out and outliers replaced by the median fit."""
+        geo = self.frames.geometry
+        coef = (u[0], -u[0] * u[2], -u[0] * u[1])
+        out = np.empty_like(data)
+        winv = self._winv_med
+        for g in range(data.shape[0]):
+            pred = oof.predict_scene(self.median[g], self.dmed[g], self.src, coef)
+            resid = data[g] - pred
+            levels = oof.row_levels(resid, self.background & ~bad[g], geo.amplifiers,
+                                    min_pixels=self.params.min_row_pixels)[:, self.amap]
+            keep = ~bad[g] & (np.abs(resid - levels) * np.sqrt(winv[g]) < np.float32(7.5))
+            out[g] = np.where(keep, data[g] - levels, pred)
+        return out
+
+    def set_cleaning(self, columns, stripes):
+        """Per-column (ngroups, nx) and per-row (ngroups, ny, namps) corrections of the mean."""
+        self.cleaning = np.asarray(columns, dtype=np.float32)
+        self.stripes = np.asarray(stripes, dtype=np.float32)
+        for g in range(self.mean.shape[0]):
+            self.mean[g] -= self.cleaning[g][None, :] + self.stripes[g][:, self.amap]
+
+    def predict(self, i, data, bad):
+        """Scene of integration i from the other integrations: float32 (ngroups, ny, nx)."""
+        n1 = self.n - 1
+        u = self.u[i]
+        clean = self.clean_values(data, bad, u)
+        su = self.su - u
+        suu = self.suu - np.outer(u, u)
+        ubar = su / n1
+        k = self.k
+        out = np.empty_like(data)
+        for g in range(data.shape[0]):
+            mean_g = ((self.total[g] - clean[g]) / np.float32(n1) - self.cleaning[g][None, :]
+                      - self.stripes[g][:, self.amap])
+            out[g] = mean_g
+            if not self.src.size:
+                continue
+            flat = out[g].reshape(-1)
+            c = clean[g].reshape(-1)[self.src]
+            mean_src_raw = (self.total[g].reshape(-1)[self.src] - c) / n1
+            if self.learn:
+                b, _ = oof.solve_pixel_regression(mean_src_raw, self.sprod[g] - u[:k, None] * c[None, :],
+                                                  su[:k], suu[:k, :k], n1)
+                flat[self.src] += ((u[:k] - ubar[:k]) @ b).astype(np.float32)
+            else:
+                flat[self.src] *= np.float32(u[0] / ubar[0])
+            flat[self.src] -= np.float32(u[0] * (u[2] - ubar[2])) * self.dxmean[g]
+        return out
 
 
-def _clean_model(model, winv, mask, frames: _Frames, params) -> np.ndarray:
+def _clean_model(model, winv, mask, frames: _Frames, params, apply=True):
     """Remove the model's own amplifier offsets and odd/even columns in place, keeping the sky.
 
     The temporal mean still holds the mean of the pre-amp offsets; each amplifier's offset is
     measured on its reference pixels (which see no light), so the sky and the star's wings
     stay in the model. Amplifiers without reference pixels take the others' sky level.
     The model's row stripes (the mean of the integrations' 1/f, smaller by sqrt(nints)) are
-    kept: on light-sensitive rows they cannot be told from static structure such as the
-    PSF's far wings.
+    measured only on columns the source mask never touches (beyond the grism filter's
+    cut-off, beside the weak-lens donut) and taken off the rows of those amplifiers; in
+    columns crossed by the source they cannot be told from static structure such as the
+    PSF's far wings, and are kept.
 
     Returns
     -------
     sky : float64 ndarray, shape (ngroups,)
         Background level of the light-sensitive pixels above the reference pixels, per
         group (0 where no amplifier has reference pixels).
+    cleaning : float32 ndarray, shape (ngroups, nx)
+        The per-column correction (offsets + odd/even) taken off (if ``apply``).
+    stripes : float32 ndarray, shape (ngroups, ny, namps)
+        The row stripes taken off each amplifier (if ``apply``).
     """
     geo = frames.geometry
     ref = frames.reference
     usable = ~mask & ~ref
     sky = np.zeros(model.shape[0])
+    cleaning = np.zeros((model.shape[0], model.shape[2]), dtype=np.float32)
+    namps = len(geo.amplifiers)
+    stripes = np.zeros((model.shape[0], model.shape[1], namps), dtype=np.float32)
+    dark = usable & ~mask.any(axis=0)[None, :]
+    no_shrink = replace(params, shrink=False)
+    amap = geo.amplifier_map()
     for g in range(model.shape[0]):
         w = np.where(usable & np.isfinite(model[g]), winv[g], np.float32(0))
         est = oof.estimate_frame(model[g], w, geo.amplifiers, params, xstart=geo.xstart, reference_columns=())
@@ -485,5 +585,15 @@ def _clean_model(model, winv, mask, frames: _Frames, params) -> np.ndarray:
             ref_off = est.offsets - np.mean(est.offsets)
         for a, (x0, x1) in enumerate(geo.amplifiers):
             parity = np.where((geo.xstart + np.arange(x0, x1)) % 2 == 0, est.parity[a, 0], est.parity[a, 1])
-            model[g][:, x0:x1] -= (ref_off[a] + parity).astype(np.float32)[None, :]
-    return sky
+            cleaning[g, x0:x1] = ref_off[a] + parity
+        if dark.any() and _CLEAN_ROWS:
+            w = np.where(dark & np.isfinite(model[g]), winv[g], np.float32(0))
+            rows = oof.estimate_frame(model[g] - cleaning[g][None, :], w, geo.amplifiers, params,
+                                      xstart=geo.xstart, reference_columns=())
+            for a in range(namps):
+                measured = rows.row_source[a] == 0
+                if measured.sum() >= 2:
+                    stripes[g, measured, a] = rows.rows[a, measured] - np.median(rows.rows[a, measured])
+        if apply:
+            model[g] -= cleaning[g][None, :] + stripes[g][:, amap]
+    return sky, cleaning, stripes
