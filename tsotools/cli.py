@@ -559,19 +559,85 @@ def simulate_guider(**options):
 
 
 # ------------------------------------------------------------------------ oneoverf
+def _oneoverf_options(func):
+    """Options of ``oneoverf``; defaults from OneOverFParams and MaskParams."""
+    from .algorithms.masks import MaskParams
+    from .algorithms.oneoverf import METHODS, OneOverFParams
+
+    d, m = OneOverFParams(), MaskParams()
+    opts = [
+        click.option("--method", type=click.Choice(METHODS), default=d.method, show_default=True,
+                     help="timeseries: subtract a flux- and pointing-fitted temporal model so pixels on the star "
+                          "carry the estimate too (rows crossed by the grism trace); background: source-masked "
+                          "pixels only, rows without any take the other amplifiers' row model; refpix: reference "
+                          "pixels only (the pipeline's refpix); auto: timeseries with at least "
+                          f"{d.min_ints_timeseries} integrations, else background."),
+        click.option("--mask", "mask_path", type=click.Path(exists=True, dir_okay=False), default=None,
+                     metavar="FITS", help="Source mask to use (2-D FITS image, nonzero = source)  [default: made "
+                                          "from the median image]."),
+        click.option("--save-mask", type=click.Path(dir_okay=False), default=None, metavar="FITS",
+                     help="Write the source mask used (uint8 FITS image, 1 = source)."),
+        click.option("--mask-threshold", type=click.FloatRange(min=0, min_open=True), default=m.threshold_sigma,
+                     show_default=True, metavar="SIGMA",
+                     help="Automatic mask: pixels this many robust standard deviations above the median image's "
+                          "background are the source."),
+        click.option("--mask-dilation", type=click.FloatRange(min=0), default=m.dilation_px, show_default=True,
+                     metavar="PX", help="Automatic mask: grow it by a disk of this radius, pixels."),
+        click.option("--no-oddeven", "oddeven", is_flag=True, flag_value=False, default=d.oddeven,
+                     help="Leave odd/even column offsets in."),
+        click.option("--no-shrink", "shrink", is_flag=True, flag_value=False, default=d.shrink,
+                     help="Subtract every row's measured 1/f in full instead of shrinking noisy rows (bright "
+                          "trace core) towards the amplifier offset."),
+        click.option("--min-row-pixels", type=click.IntRange(min=1), default=d.min_row_pixels, show_default=True,
+                     metavar="N", help="Usable pixels an amplifier row needs for its own estimate; fewer use the "
+                                       "fall-backs (reference columns, other amplifiers, offset)."),
+        click.option("--model-ints", type=click.IntRange(min=2), default=d.model_ints, show_default=True,
+                     metavar="N", help="Integrations sampled for the median image (source mask, first scene "
+                                       "model)."),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
 @main.command()
 @input_file()
 @output_options
+@_oneoverf_options
 @json_option
 @common_options
-def oneoverf(input, output, overwrite, as_json):
+def oneoverf(input, output, overwrite, method, mask_path, save_mask, mask_threshold, mask_dilation, oddeven, shrink,
+             min_row_pixels, model_ints, as_json):
     """Remove pre-amplifier offsets and 1/f noise per amplifier (ramps, rateints).
+
+    Per amplifier (512-px stripes with 4 outputs, the full width with 1) and per frame
+    (every group of a post-superbias ramp, every integration of rateints/calints or a
+    grism cutout): the amplifier offset, odd/even column offsets and each row's 1/f
+    (the fast-read direction). The star is never subtracted: the default time-series
+    method fits each integration's flux and pointing with a temporal model, so rows the
+    grism trace crosses on every amplifier are corrected too; the uniform sky is kept.
+    Reference pixels are used where the subarray has them. Output: the same product with
+    SCI corrected and S_1OVERF = COMPLETE, ready for jump/ramp_fit (ramp) or spec2/tso3.
 
     Example:
 
-        tsotools oneoverf jw_ramp.fits -o jw_1overf_ramp.fits
+    \b
+        tsotools oneoverf jw_ramp.fits -o jw_1overf_ramp.fits --save-mask mask.fits &&
+        tsotools rejump jw_1overf_ramp.fits -o jw_jump_ramp.fits
     """
-    not_built("oneoverf", 3)
+    from .algorithms.masks import MaskParams
+    from .algorithms.oneoverf import OneOverFParams
+    from .steps.oneoverf import run_oneoverf
+
+    try:
+        params = OneOverFParams(method=method, oddeven=oddeven, shrink=shrink, min_row_pixels=min_row_pixels,
+                                model_ints=model_ints)
+        mparams = MaskParams(threshold_sigma=mask_threshold, dilation_px=mask_dilation)
+    except ValueError as exc:
+        raise TsoToolsError(f"invalid option: {exc}") from None
+    summary = run_oneoverf(input, output, params=params, mask_params=mparams, mask_path=mask_path,
+                           save_mask=save_mask, overwrite=overwrite, progress=not _quiet())
+    report(summary, as_json)
 
 
 # -------------------------------------------------------------------------- rejump
