@@ -223,6 +223,7 @@ def estimate_frame(frame, weights, amplifiers, params: OneOverFParams = OneOverF
     has_offset = np.zeros(namps, dtype=bool)
     par_cols = []
     ref_stats = []
+    ref_scale = np.ones(namps)
     for a, (x0, x1) in enumerate(amplifiers):
         r = np.asarray(frame[:, x0:x1], dtype=np.float32)
         w = np.asarray(weights[:, x0:x1], dtype=np.float32)
@@ -276,6 +277,7 @@ def estimate_frame(frame, weights, amplifiers, params: OneOverFParams = OneOverF
             offsets[a] = float((wk * rc).sum(dtype=np.float64) / wk.sum(dtype=np.float64))
             has_offset[a] = True
         rcols = refcol[x0:x1]
+        ref_scale[a] = float(scale)
         if rcols.any():
             kr = keep[:, rcols]
             wr = np.where(kr, wv[:, rcols], np.float32(0))
@@ -285,24 +287,38 @@ def estimate_frame(frame, weights, amplifiers, params: OneOverFParams = OneOverF
     if has_offset.any() and not has_offset.all():
         offsets[~has_offset] = np.mean(offsets[has_offset])
     measured = source == _MEASURED
-    if params.shrink and measured.any():
-        _shrink_rows(rows, noise, offsets, measured)
+    refcol_rows = np.zeros_like(measured)
     for a in range(namps):
         missing = ~measured[a]
-        if not missing.any():
-            continue
-        if ref_stats[a] is not None:
-            mean, count = _running_mean(*ref_stats[a], params.refcol_window)
-            use = missing & (count >= params.min_row_pixels) & np.isfinite(mean)
+        if missing.any() and ref_stats[a] is not None:
+            sums, wts, cnt = ref_stats[a]
+            mean, count = _running_mean(sums, wts, cnt, params.refcol_window)
+            wwin = np.convolve(wts, np.ones(int(params.refcol_window)), mode="same")
+            use = missing & (count >= params.min_row_pixels) & np.isfinite(mean) & (wwin > 0)
             rows[a, use] = mean[use]
+            noise[a, use] = ref_scale[a] ** 2 / wwin[use]
             source[a, use] = _REFCOLS
-            missing &= ~use
+            refcol_rows[a] = use
+    if params.shrink and measured.any():
+        _shrink_rows(rows, noise, offsets, measured | refcol_rows, measured)
+    for a in range(namps):
+        missing = (source[a] != _MEASURED) & (source[a] != _REFCOLS)
         others = [b for b in range(namps) if b != a]
         if others and missing.any():
             stripes = np.where(measured[others], rows[others] - offsets[others, None], 0.0)
             n_other = measured[others].sum(axis=0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean_other = np.where(n_other > 0, stripes.sum(axis=0) / np.maximum(n_other, 1), 0.0)
+            # ROEBA's fall-back, scaled by how much of this amplifier's stripes the others'
+            # mean predicts (the part of the 1/f common to all outputs): never adds noise
+            both = measured[a] & (n_other > 0)
+            rho = 0.0
+            if both.sum() >= 4:
+                x, y = mean_other[both], rows[a, both] - offsets[a]
+                sxx = float(np.sum(x * x))
+                rho = float(np.clip(np.sum(x * y) / sxx, 0.0, 1.0)) if sxx > 0 else 0.0
             use = missing & (n_other > 0)
-            rows[a, use] = offsets[a] + stripes.sum(axis=0)[use] / n_other[use]
+            rows[a, use] = offsets[a] + rho * mean_other[use]
             source[a, use] = _AMPS
             missing &= ~use
         if missing.any() and has_offset.any():
@@ -318,16 +334,20 @@ def estimate_frame(frame, weights, amplifiers, params: OneOverFParams = OneOverF
     return FrameEstimate(correction, rows, parity, source, offsets)
 
 
-def _shrink_rows(rows, noise, offsets, measured):
-    """Shrink measured row stripes towards the offset by S / (S + N), in place."""
-    stripes = (rows - offsets[:, None])[measured]
-    nvar = noise[measured]
-    # stripe variance from the rows measured well (noise below the median)
-    quiet = nvar <= np.median(nvar)
-    s_var = float(np.mean(stripes[quiet] ** 2 - nvar[quiet]))
+def _shrink_rows(rows, noise, offsets, which, measured):
+    """Shrink row stripes (rows ``which``) towards the offset by S / (S + N), in place.
+
+    S, the variance of the frame's row stripes, comes from the ``measured`` rows of
+    below-median noise.
+    """
+    mvar = noise[measured]
+    quiet = measured & (noise <= np.median(mvar))
+    s_var = float(np.mean((rows - offsets[:, None])[quiet] ** 2 - noise[quiet]))
+    stripes = (rows - offsets[:, None])[which]
+    nvar = noise[which]
     s_var = max(s_var, 0.0)
     factor = s_var / (s_var + nvar) if s_var > 0 else np.zeros_like(nvar)
-    rows[measured] = (offsets[:, None] + 0 * rows)[measured] + stripes * factor
+    rows[which] = (offsets[:, None] + 0 * rows)[which] + stripes * factor
 
 
 # ------------------------------------------------------------------- the scene model
