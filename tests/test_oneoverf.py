@@ -1,0 +1,175 @@
+"""Tests of the 1/f algorithms and source masks on small synthetic arrays with known truth."""
+
+import numpy as np
+import pytest
+
+from tsotools.algorithms import oneoverf as oof
+from tsotools.algorithms.masks import MaskParams, disk_footprint, make_source_mask
+
+SIGMA = 10.0  # white noise per pixel of the synthetic frames, DN
+
+
+def _frame(rng, ny=40, nx=64, amps=((0, 32), (32, 64)), shared=False):
+    """Offsets + row stripes + odd/even per amplifier + white noise; returns frame and truth."""
+    offsets = np.array([25.0, -40.0])[: len(amps)]
+    common = rng.normal(0, 3.0, ny)
+    stripes = np.stack([common if shared else rng.normal(0, 3.0, ny) for _ in amps])
+    parity = np.array([[1.5, -1.5], [-2.0, 2.0]])[: len(amps)]
+    truth = np.zeros((ny, nx))
+    for a, (x0, x1) in enumerate(amps):
+        par = np.where(np.arange(x0, x1) % 2 == 0, parity[a, 0], parity[a, 1])
+        truth[:, x0:x1] = offsets[a] + stripes[a][:, None] + par[None, :]
+    frame = truth + rng.normal(0, SIGMA, (ny, nx))
+    return frame.astype(np.float32), truth, stripes, offsets, parity
+
+
+def test_estimate_frame_recovers_offsets_rows_and_oddeven():
+    rng = np.random.default_rng(1)
+    frame, truth, stripes, offsets, parity = _frame(rng)
+    frame[5, 7] += 5000.0  # a cosmic ray
+    frame[9, 40] = np.nan
+    weights = np.ones_like(frame)
+    weights[:, 10:20] = 0  # masked source columns
+    before = frame.copy()
+    est = oof.estimate_frame(frame, weights, ((0, 32), (32, 64)), oof.OneOverFParams(shrink=False))
+    np.testing.assert_array_equal(np.isnan(frame), np.isnan(before))
+    np.testing.assert_array_equal(frame[np.isfinite(frame)], before[np.isfinite(before)])  # input untouched
+    # each row mean uses >= 22 pixels: noise <= 10/sqrt(22) = 2.1 DN; 5 sigma
+    resid = truth - est.correction
+    assert np.all(np.abs(resid - resid.mean()) < 5 * SIGMA / np.sqrt(22))
+    assert (est.row_source == 0).all()
+    np.testing.assert_allclose(est.parity[:, 0], parity[:, 0], atol=5 * SIGMA / np.sqrt(40 * 11))
+    np.testing.assert_allclose(est.offsets - est.offsets.mean(), offsets - offsets.mean(), atol=3.0)
+    # what is left in each amplifier is the noise of its row means: 10 DN / sqrt(22 or 32)
+    for (x0, x1), n in (((0, 32), 22), ((32, 64), 32)):
+        block = resid[:, x0:x1] - resid[:, x0:x1].mean()
+        assert np.std(block) < 1.3 * SIGMA / np.sqrt(n)
+
+
+def test_rows_without_pixels_take_the_other_amplifiers_model_when_it_predicts_them():
+    rng = np.random.default_rng(2)
+    frame, truth, stripes, offsets, _ = _frame(rng, shared=True)  # 1/f common to both outputs
+    weights = np.ones_like(frame)
+    weights[10:20, 0:32] = 0  # rows of amplifier 0 crossed by the trace: no background
+    est = oof.estimate_frame(frame, weights, ((0, 32), (32, 64)), oof.OneOverFParams(shrink=False, oddeven=False))
+    assert (est.row_source[0, 10:20] == 2).all() and (est.row_source[1] == 0).all()
+    stripe0 = est.rows[0, 10:20] - est.offsets[0]
+    np.testing.assert_allclose(stripe0, stripes[0, 10:20], atol=5 * SIGMA / np.sqrt(32))
+
+
+def test_fallback_to_the_offset_when_the_other_amplifiers_do_not_predict():
+    rng = np.random.default_rng(3)
+    frame, truth, stripes, offsets, _ = _frame(rng, shared=False)
+    weights = np.ones_like(frame)
+    weights[10:20, 0:32] = 0
+    est = oof.estimate_frame(frame, weights, ((0, 32), (32, 64)), oof.OneOverFParams(shrink=False, oddeven=False))
+    # independent stripes: the scaled model adds less than the stripes' own variance
+    err = est.rows[0, 10:20] - est.offsets[0] - stripes[0, 10:20]
+    assert np.mean(err**2) < 1.5 * np.mean(stripes[0, 10:20] ** 2)
+
+
+def test_reference_columns_stand_in_smoothed_when_a_row_has_no_background():
+    ny, nx = 60, 32
+    drift = np.linspace(-20, 20, ny)  # slow 1/f drift across rows
+    frame = np.tile(drift[:, None], (1, nx)).astype(np.float32)
+    weights = np.zeros_like(frame)
+    weights[:, :4] = 1  # only the reference columns are usable
+    est = oof.estimate_frame(frame, weights, ((0, nx),), oof.OneOverFParams(shrink=False), reference_columns=range(4))
+    inner = slice(6, ny - 6)  # the running window is complete there
+    assert (est.row_source[0, inner] == 1).all()
+    np.testing.assert_allclose(est.rows[0, inner], drift[inner], atol=1e-3)
+
+
+def test_shrinkage_leaves_noisy_rows_near_the_offset():
+    rng = np.random.default_rng(4)
+    frame, truth, stripes, offsets, _ = _frame(rng, amps=((0, 64),), ny=60)
+    weights = np.ones_like(frame)
+    weights[30] = 1e-6  # a row of very noisy pixels (the bright trace core)
+    frame[30] += rng.normal(0, SIGMA / np.sqrt(1e-6), 64).astype(np.float32)
+    plain = oof.estimate_frame(frame, weights, ((0, 64),), oof.OneOverFParams(shrink=False))
+    shrunk = oof.estimate_frame(frame, weights, ((0, 64),), oof.OneOverFParams(shrink=True))
+    assert abs(shrunk.rows[0, 30] - shrunk.offsets[0]) < 0.01 * abs(plain.rows[0, 30] - plain.offsets[0])
+    # well-measured rows keep S / (S + N) of their stripe: S = 9 DN^2, N = 100 / 64 DN^2 -> 0.85
+    ok = (np.arange(60) != 30) & (np.abs(plain.rows[0] - plain.offsets[0]) > 2)
+    factor = (shrunk.rows[0, ok] - shrunk.offsets[0]) / (plain.rows[0, ok] - plain.offsets[0])
+    assert np.all((factor > 0.7) & (factor < 0.97))
+
+
+@pytest.mark.parametrize("field,value", [("method", "magic"), ("min_row_pixels", 0), ("clip_sigma", 0.5),
+                                         ("oddeven", "yes"), ("model_ints", 1)])
+def test_params_are_checked(field, value):
+    with pytest.raises(ValueError, match=field):
+        oof.OneOverFParams(**{field: value})
+
+
+def test_estimate_frame_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="one shape"):
+        oof.estimate_frame(np.zeros((4, 4)), np.zeros((4, 5)), ((0, 4),))
+    with pytest.raises(ValueError, match="outside"):
+        oof.estimate_frame(np.zeros((4, 4)), np.ones((4, 4)), ((0, 8),))
+
+
+def test_source_mask_covers_the_source_and_its_dilation():
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[:80, :120]
+    image = 1000 * np.exp(-((xx - 60) ** 2 + (yy - 40) ** 2) / (2 * 2.0**2)) + rng.normal(0, 1, (80, 120))
+    exclude = np.zeros(image.shape, bool)
+    exclude[:4] = True
+    mask = make_source_mask(image, MaskParams(threshold_sigma=5, dilation_px=4), exclude=exclude)
+    # threshold 5 sigma of unit noise: r with 1000 exp(-r^2/8) > 5 -> r < 6.5; plus 4 px
+    r = np.hypot(xx - 60, yy - 40)
+    assert mask[r <= 9].all() and not mask[r >= 12].any()
+    assert not mask[exclude].any()
+    assert disk_footprint(2).sum() == 13
+
+
+def test_source_mask_of_pure_noise_is_empty():
+    rng = np.random.default_rng(6)
+    assert not make_source_mask(rng.normal(0, 1, (50, 50)), MaskParams(threshold_sigma=6)).any()
+
+
+def test_fit_scene_recovers_scale_and_shift():
+    yy, xx = np.mgrid[:40, :60].astype(float)
+
+    def star(dx, dy):
+        return 5000 * np.exp(-((xx - 30 - dx) ** 2 + (yy - 20 - dy) ** 2) / (2 * 3.0**2))
+
+    model = star(0, 0)
+    data = 0.98 * star(0.05, -0.03) + 7.0
+    src = np.flatnonzero((model > 10).ravel())
+    derivs = oof.scene_derivatives(model, src)
+    s, ax, ay = oof.fit_scene(data.ravel()[src], model.ravel()[src], derivs, np.ones(src.size))
+    assert s == pytest.approx(0.98, abs=2e-3)
+    assert -ax / s == pytest.approx(0.05, abs=3e-3) and -ay / s == pytest.approx(-0.03, abs=3e-3)
+    pred = oof.predict_scene(model, derivs, src, (s, ax, ay))
+    assert np.max(np.abs((data - 7.0) - pred)) < 0.01 * model.max()
+
+
+def test_profile_shift():
+    x = np.arange(200.0)
+    ref = np.exp(-((x - 100) ** 2) / (2 * 5.0**2)) + 0.3 * np.exp(-((x - 60) ** 2) / 8)
+    moved = 1.02 * (np.exp(-((x - 100.04) ** 2) / (2 * 5.0**2)) + 0.3 * np.exp(-((x - 60.04) ** 2) / 8))
+    scale, shift = oof.profile_shift(moved, ref)
+    assert scale == pytest.approx(1.02, abs=1e-3) and shift == pytest.approx(0.04, abs=2e-3)
+
+
+def test_pixel_regression_from_running_sums():
+    rng = np.random.default_rng(7)
+    n, npix = 30, 50
+    u = np.column_stack([1 + rng.normal(0, 0.01, n), rng.normal(0, 0.02, n)])
+    a_true, b_true = rng.normal(100, 10, npix), rng.normal(0, 500, (2, npix))
+    d = a_true + (u - u.mean(0)) @ b_true
+    b, ubar = oof.solve_pixel_regression(d.mean(0), u.T @ d, u.sum(0), u.T @ u, n)
+    np.testing.assert_allclose(b, b_true, rtol=1e-6, atol=1e-6)
+    scene = oof.predict_pixels(np.full((5, 10), 3.0, np.float32), b, np.arange(npix), u[4] - ubar)
+    np.testing.assert_allclose(scene.ravel(), (3.0 + (u[4] - ubar) @ b_true), rtol=1e-5)
+
+
+def test_row_levels_follow_a_drift_through_a_gap():
+    ny, nx = 80, 40
+    drift = 0.2 * np.arange(ny)
+    frame = np.tile(drift[:, None], (1, nx)) + np.random.default_rng(8).normal(0, 1, (ny, nx))
+    usable = np.ones((ny, nx), bool)
+    usable[30:50] = False  # the trace
+    lev = oof.row_levels(frame, usable, ((0, nx),))
+    np.testing.assert_allclose(lev[10:70, 0], drift[10:70], atol=0.5)
