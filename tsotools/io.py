@@ -189,6 +189,7 @@ class Product:
 
     def __init__(self, path: str | os.PathLike):
         self.path = str(path)
+        self._sci_reads: dict[int, list[int]] = {}  # integration -> [reads, reads without a finite pixel]
         try:
             size = os.path.getsize(self.path)
         except OSError as exc:
@@ -232,8 +233,31 @@ class Product:
 
     # ------------------------------------------------------------------ basics
     def close(self):
-        """Close the file."""
+        """Close the file; warn once about integrations whose SCI held no finite pixel."""
+        empty = self.empty_integrations()
+        self._sci_reads = {}
+        if empty:
+            shown = ", ".join(str(i + 1) for i in empty[:10]) + (", ..." if len(empty) > 10 else "")
+            log.warning("%s: integration(s) %s of %d have no valid pixels (all NaN): their results are NaN",
+                        os.path.basename(self.path), shown, self.nints)
         self._hdul.close()
+
+    def empty_integrations(self) -> list[int]:
+        """0-based integrations in which every SCI read so far held no finite value."""
+        return sorted(i for i, (reads, empty) in self._sci_reads.items() if reads and reads == empty)
+
+    def _note_sci(self, extname: str, first: int, values: np.ndarray, per_integration: bool) -> None:
+        """Count SCI reads without a finite pixel, per integration (``values`` starts at ``first``)."""
+        if extname.upper() != "SCI" or values.dtype.kind != "f" or values.size == 0:
+            return
+        if per_integration:
+            finite = np.isfinite(values.reshape(values.shape[0], -1)).any(axis=1)
+        else:
+            finite = np.array([np.isfinite(values).any()])
+        for k, ok in enumerate(finite):
+            entry = self._sci_reads.setdefault(first + k, [0, 0])
+            entry[0] += 1
+            entry[1] += int(not ok)
 
     def __enter__(self):
         return self
@@ -320,7 +344,10 @@ class Product:
             return np.empty(shape, dtype=lay.native)
         start = lay.offset + first * plane * lay.stored.itemsize
         raw = _read_mapped(self.path, start, nbytes, lay.stored).reshape(shape)
-        return _to_native(raw, lay)
+        values = _to_native(raw, lay)
+        if index is not None and len(lay.shape) >= 3:
+            self._note_sci(extname, first, values, per_integration=isinstance(index, slice))
+        return values
 
     def iter_integrations(self, extname: str = "SCI") -> Iterator[np.ndarray]:
         """Yield each integration of an image extension in turn (see :meth:`read`)."""
@@ -1225,7 +1252,9 @@ def read_rows(prod: Product, extname: str, index: int, y0: int, y1: int) -> np.n
         return np.empty((0, nx), dtype=lay.native)
     start = lay.offset + ((index % nints) * ny + y0) * nx * lay.stored.itemsize
     raw = _read_mapped(prod.path, start, (y1 - y0) * nx * lay.stored.itemsize, lay.stored).reshape(y1 - y0, nx)
-    return _to_native(raw, lay)
+    values = _to_native(raw, lay)
+    prod._note_sci(extname, index % nints, values, per_integration=False)
+    return values
 
 
 def write_rows(writer: ProductWriter, extname: str, first: int, rows) -> None:
@@ -1281,7 +1310,9 @@ def read_group(prod: Product, extname: str, index: int, group: int) -> np.ndarra
     plane = ny * nx * lay.stored.itemsize
     start = lay.offset + ((index % nints) * ngroups + group % ngroups) * plane
     raw = _read_mapped(prod.path, start, plane, lay.stored).reshape(ny, nx)
-    return _to_native(raw, lay)
+    values = _to_native(raw, lay)
+    prod._note_sci(extname, index % nints, values, per_integration=False)
+    return values
 
 
 def read_mask(path: str | os.PathLike, shape: tuple[int, int]) -> np.ndarray:
@@ -1349,7 +1380,9 @@ def read_row_block(prod: Product, extname: str, y0: int, y1: int) -> np.ndarray:
             del full
             with contextlib.suppress(AttributeError, OSError):
                 mm.madvise(mmap.MADV_DONTNEED)
-    return _to_native(raw, lay)
+    values = _to_native(raw, lay)
+    prod._note_sci(extname, 0, values, per_integration=True)
+    return values
 
 
 def read_reference_image(path: str | os.PathLike, geometry: Geometry, reftype: str) -> np.ndarray:

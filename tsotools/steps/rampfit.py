@@ -84,6 +84,10 @@ def run_rampfit(
             raise ProductError(f"{input_path}: no valid TFRAME keyword in the primary header")
         nframes = int(info.nframes or 1)
         groupgap = int(info.groupgap or 0)
+        if ngroups == 1:
+            log.warning(
+                "%s: 1 group per integration: each rate is that group over its exposure time "
+                "(no slope, so no jump or bias check is possible)", input_path)
         if not (info.steps.get("S_JUMP") == "COMPLETE" or info.steps.get("S_REJUMP") == "COMPLETE"):
             log.warning(
                 "%s has no jump flags (neither S_JUMP nor S_REJUMP is COMPLETE): cosmic rays "

@@ -199,6 +199,11 @@ def run_rejump(
             raise ProductError(
                 f"{input_path}: {ngroups} group per integration; jumps need at least 2"
             )
+        if ngroups == 2 and method == "two-point":
+            log.warning(
+                "%s: 2 groups per integration give one difference per ramp, from which two-point "
+                "detection (like the pipeline's) cannot tell a jump; use --method temporal "
+                "(needs >= %d integrations)", input_path, params.min_temporal_ints)
         gain2d, rn2d, sources = resolve_noise(prod, gain, readnoise)
         nframes = int(info.nframes or 1)
         groupgap = int(info.groupgap or 0)
