@@ -1460,3 +1460,27 @@ def write_fits_tables(
         with atomic_path(out, overwrite=overwrite, inputs=inputs, suffix=".fits") as tmp:
             fits.HDUList(hdus).writeto(tmp)
     return out
+
+
+# ---- plots
+def check_output(out_path: str | os.PathLike, *, overwrite: bool = False, inputs: tuple[str, ...] = (),
+                 suffix: str | None = None) -> Path:
+    """Refuse an output before any work is done: exists without ``overwrite``, is an input,
+    its directory is missing, or (with ``suffix``, e.g. ".png") it has another extension."""
+    out = Path(out_path)
+    if suffix is not None and out.suffix.lower() != suffix:
+        raise OutputError(f"{out}: must end in {suffix}")
+    return _check_output(out, inputs, overwrite)
+
+
+def read_fits_table(path: str | os.PathLike, extname: str) -> Table | None:
+    """Read the binary table ``extname`` of a FITS file (None when it has none)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with fits.open(path, memmap=False) as hdul:
+                if extname not in hdul:
+                    return None
+                return Table.read(hdul[extname])
+    except (OSError, ValueError) as exc:
+        raise ProductError(f"{path}: not a readable FITS table file ({_short(exc)})") from None

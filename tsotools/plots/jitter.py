@@ -14,8 +14,9 @@ def jitter_figure(mjd, x_mas, y_mas, moves, integrations=None, title: str = ""):
 
     Parameters
     ----------
-    mjd : float ndarray, shape (nframes,), MJD
-    x_mas, y_mas : float ndarray, shape (nframes,), FGS ideal-frame offsets, mas
+    mjd : float ndarray, shape (nframes,), MJD; or None to draw ``integrations`` alone
+    x_mas, y_mas : float ndarray, shape (nframes,), FGS ideal-frame offsets, mas (None with
+        ``mjd`` None)
     moves : float ndarray, shape (nmoves, 2), START_MJD, STOP_MJD
     integrations : astropy Table, optional
         The per-integration table (MJD, DX_MAS, DY_MAS, HGA_FLAG); its means are drawn
@@ -28,13 +29,17 @@ def jitter_figure(mjd, x_mas, y_mas, moves, integrations=None, title: str = ""):
     """
     from matplotlib.figure import Figure
 
+    if mjd is None:  # only the per-integration table (a jitter table written with --science)
+        mjd = np.asarray(integrations["MJD"], dtype=float)
+        x_mas = y_mas = None
     mjd = np.asarray(mjd, dtype=float)
     t0 = np.nanmin(mjd) if mjd.size else 0.0
     minutes = (mjd - t0) * _DAY_S / 60.0
     fig = Figure(figsize=(8.0, 5.2))
     axes = fig.subplots(2, 1, sharex=True)
     for ax, series, label, col in zip(axes, (x_mas, y_mas), ("X", "Y"), ("DX_MAS", "DY_MAS")):
-        ax.plot(minutes, series, lw=0.4, color="0.55", label="16 Hz frames")
+        if series is not None:
+            ax.plot(minutes, series, lw=0.4, color="0.55", label="16 Hz frames")
         for k, (a, b) in enumerate(np.asarray(moves, dtype=float).reshape(-1, 2)):
             ax.axvspan(
                 (a - t0) * _DAY_S / 60,
