@@ -113,11 +113,41 @@ def input_file(name="input"):
 
 
 def report(summary: dict, as_json: bool):
-    """Print a run summary: JSON on stdout when asked, else one log line."""
+    """Print a run summary: one JSON object on stdout (with the command) when asked, else a log line."""
     if as_json:
+        ctx = click.get_current_context(silent=True)
+        if ctx is not None and "command" not in summary:
+            summary = {"command": ctx.command_path.replace(ctx.find_root().info_name or "tsotools", "tsotools", 1),
+                       **summary}
         click.echo(json.dumps(summary, default=_jsonable))
     elif summary.get("message"):
         log.info("%s", summary["message"])
+
+
+def plot_option(what: str):
+    """Add --plot PNG: also draw ``what`` with the same figure as ``tsotools plot``."""
+    return click.option("--plot", type=click.Path(dir_okay=False), default=None, metavar="PNG",
+                        help=f"Also write a PNG of {what}.")
+
+
+def _check_plot(plot, overwrite, *inputs):
+    """Refuse --plot PNG before any work (exists without --overwrite, not .png, an input)."""
+    if plot is not None:
+        from .plots.render import check_plot_output
+
+        check_plot_output(plot, overwrite=overwrite, inputs=[i for i in inputs if i])
+
+
+def _add_plot(summary: dict, plot, kind: str, inputs, overwrite: bool) -> dict:
+    """Draw --plot PNG from a command's outputs with ``tsotools plot KIND``; note it in the summary."""
+    if plot is not None:
+        from .plots.render import run_plot
+
+        run_plot(kind, inputs, plot, overwrite=overwrite)
+        summary["plot"] = str(plot)
+        if summary.get("message"):
+            summary["message"] += f"; plot {plot}"
+    return summary
 
 
 def _jsonable(value):
@@ -505,10 +535,10 @@ def _simulate(
             outdir, params, prefix=prefix, truth=truth, overwrite=overwrite, progress=advance
         )
     outputs = {k: str(v) for k, v in paths.items()}
-    if as_json:
-        report({"outputs": outputs}, True)
-    else:
-        report({"message": f"wrote {len(outputs)} files: {', '.join(outputs.values())}"}, False)
+    summary = {"kind": kind, "seed": params.seed, "nints": params.nints, "ngroups": params.ngroups,
+               "subarray": getattr(params, "subarray", None), "outputs": outputs,
+               "message": f"wrote {len(outputs)} files: {', '.join(outputs.values())}"}
+    report(summary, as_json)
 
 
 @simulate.command("grism")
@@ -604,10 +634,11 @@ def _oneoverf_options(func):
 @input_file()
 @output_options
 @_oneoverf_options
+@plot_option("the first integration before and after, with its row profiles")
 @json_option
 @common_options
 def oneoverf(input, output, overwrite, method, mask_path, save_mask, mask_threshold, mask_dilation, oddeven, shrink,
-             min_row_pixels, model_ints, as_json):
+             min_row_pixels, model_ints, plot, as_json):
     """Remove pre-amplifier offsets and 1/f noise per amplifier (ramps, rateints).
 
     Per amplifier (512-px stripes with 4 outputs, the full width with 1) and per frame
@@ -635,9 +666,10 @@ def oneoverf(input, output, overwrite, method, mask_path, save_mask, mask_thresh
         mparams = MaskParams(threshold_sigma=mask_threshold, dilation_px=mask_dilation)
     except ValueError as exc:
         raise TsoToolsError(f"invalid option: {exc}") from None
+    _check_plot(plot, overwrite, input, output)
     summary = run_oneoverf(input, output, params=params, mask_params=mparams, mask_path=mask_path,
                            save_mask=save_mask, overwrite=overwrite, progress=not _quiet())
-    report(summary, as_json)
+    report(_add_plot(summary, plot, "oneoverf", [input, output], overwrite), as_json)
 
 
 # -------------------------------------------------------------------------- rejump
@@ -686,10 +718,11 @@ def _rejump_options(func):
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT/--report if they exist (never the input).")
 @_rejump_options
 @_noise_options
+@plot_option("the --sweep: light-curve noise and flagged pixels per threshold")
 @json_option
 @common_options
 def rejump(input, output, overwrite, threshold, method, sweep, report_path, flag_neighbors, gain, readnoise,
-           as_json):
+           plot, as_json):
     """Re-flag cosmic-ray jumps in a ramp with a chosen threshold, or sweep thresholds.
 
     Clears the ramp's JUMP_DET bits in GROUPDQ (every other bit is kept), detects jumps
@@ -716,8 +749,19 @@ def rejump(input, output, overwrite, threshold, method, sweep, report_path, flag
         params = JumpParams(method=method, threshold=value, flag_neighbors=flag_neighbors)
     except ValueError as exc:
         raise TsoToolsError(f"invalid option: {exc}") from None
+    if plot is not None and levels is None:
+        raise TsoToolsError("--plot draws the threshold sweep: give --sweep T1,T2,...")
+    _check_plot(plot, overwrite, input, output, report_path)
     summary = run_rejump(input, output, params=params, sweep=levels, use_best=use_best, report_path=report_path,
                          gain=gain, readnoise=readnoise, overwrite=overwrite, progress=not _quiet())
+    if plot is not None and report_path is None:  # no table file: plot the sweep rows themselves
+        from .plots.render import save_sweep_plot
+
+        save_sweep_plot(summary["sweep"], plot, overwrite=overwrite, title=click.format_filename(input))
+        summary["plot"] = str(plot)
+        summary["message"] = summary.get("message", "") + f"; plot {plot}"
+    elif plot is not None:
+        _add_plot(summary, plot, "sweep", [report_path], overwrite)
     report(summary, as_json)
 
 
@@ -848,7 +892,7 @@ def _spectra_options(func):
                           "the 1/sqrt(N) expectation, in ppm, as ECSV or FITS."),
         click.option("--noise-max-width", type=click.IntRange(min=1), default=NOISE_MAX_WIDTH, show_default=True,
                      metavar="N", help="Largest bin width of --noise-report, columns."),
-        click.option("--plot", is_flag=True, help="Also plot --noise-report as a PNG beside it (same name, .png)."),
+        plot_option("the spectra as a time x wavelength image with the white light"),
         click.option("--trace-table", type=click.Path(dir_okay=False), default=None, metavar="FILE",
                      help="Write each integration's trace shift (pixels, + towards higher rows) and the trace "
                           "polynomial as ECSV or FITS."),
@@ -881,7 +925,7 @@ def spectra(input, output, overwrite, method, halfwidth_px, optimal_halfwidth_px
     \b
         tsotools widen-cutout jw_rateints.fits -o jw_cutout.fits &&
         tsotools spectra jw_cutout.fits -o jw_x1dints.fits --white-light jw_whtlt.ecsv \\
-            --lightcurves jw_lc.ecsv --bin-width 0.05 --noise-report jw_noise.ecsv --plot
+            --lightcurves jw_lc.ecsv --bin-width 0.05 --noise-report jw_noise.ecsv --plot jw_spectra.png
     """
     from .algorithms.extraction import ExtractionParams
     from .steps.spectra import run_spectra
@@ -897,11 +941,12 @@ def spectra(input, output, overwrite, method, halfwidth_px, optimal_halfwidth_px
                                   bkg_order=bkg_order, trace_order=trace_order)
     except ValueError as exc:
         raise TsoToolsError(f"invalid option: {exc}") from None
+    _check_plot(plot, overwrite, input, output)
     summary = run_spectra(input, output, params=params, layout=layout, white_light=white_light, lightcurves=lightcurves,
                           nbins=nbins, bin_width_um=bin_width_um, wave_range=rng, noise_report=noise_report,
-                          noise_max_width=noise_max_width, plot=plot, trace_table=trace_table, overwrite=overwrite,
+                          noise_max_width=noise_max_width, plot=False, trace_table=trace_table, overwrite=overwrite,
                           progress=not _quiet())
-    report(summary, as_json)
+    report(_add_plot(summary, plot, "spectra", [output], overwrite), as_json)
 
 
 # ------------------------------------------------------------------------ centroid
@@ -954,9 +999,10 @@ def _centroid_params(method, box, tolerance):
 @input_file()
 @output_options
 @_centroid_options
+@plot_option("the position per integration against XREF_SCI/YREF_SCI")
 @json_option
 @common_options
-def centroid(input, output, overwrite, method, box, guess, tolerance, as_json):
+def centroid(input, output, overwrite, method, box, guess, tolerance, plot, as_json):
     """Measure the star's position in every integration and check XREF_SCI/YREF_SCI.
 
     Imaging: x, y (0-based pixels) with errors, widths and peak, by cross-correlation
@@ -976,8 +1022,9 @@ def centroid(input, output, overwrite, method, box, guess, tolerance, as_json):
 
     params = _centroid_params(method, box, tolerance)
     xy = _parse_numbers(guess, "--guess", 2) if guess is not None else None
+    _check_plot(plot, overwrite, input, output)
     summary = run_centroid(input, output, params=params, guess=xy, overwrite=overwrite, progress=not _quiet())
-    report(summary, as_json)
+    report(_add_plot(summary, plot, "centroids", [output], overwrite), as_json)
 
 
 # ---------------------------------------------------------------------- photometry
@@ -1015,10 +1062,11 @@ def _photometry_options(func):
 @output_options
 @_photometry_options
 @_centroid_options
+@plot_option("the light curve (flux) with binned points")
 @json_option
 @common_options
 def photometry(input, output, overwrite, radius, annulus, position, centroids_path, background, dilution,
-               method, box, guess, tolerance, as_json):
+               method, box, guess, tolerance, plot, as_json):
     """Aperture photometry per integration that follows the star.
 
     photutils exact-overlap circular apertures, several radii in one pass, a sigma-clipped
@@ -1045,9 +1093,10 @@ def photometry(input, output, overwrite, radius, annulus, position, centroids_pa
         raise TsoToolsError(f"invalid option: {exc}") from None
     cparams = _centroid_params(method, box, tolerance)
     xy = _parse_numbers(guess, "--guess", 2) if guess is not None else None
+    _check_plot(plot, overwrite, input, output)
     summary = run_photometry(input, output, params=params, centroid_params=cparams, centroids_path=centroids_path,
                              guess=xy, overwrite=overwrite, progress=not _quiet())
-    report(summary, as_json)
+    report(_add_plot(summary, plot, "lightcurve", [output], overwrite), as_json)
 
 
 # ----------------------------------------------------------- jitter-from-guidestar
@@ -1109,6 +1158,49 @@ def jitter_from_guidestar(gsfiles, output, overwrite, science, method, hga_margi
     summary = run_jitter(gsfiles, output, science=science, params=params, plot=plot, overwrite=overwrite,
                          progress=not _quiet())
     report(summary, as_json)
+
+
+# ---------------------------------------------------------------------------- plot
+#: tsotools.plots.render.KINDS (kept here so that --help does not import matplotlib)
+PLOT_KINDS = ("lightcurve", "spectra", "centroids", "jitter", "oneoverf", "sweep", "noise")
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(PLOT_KINDS), metavar="KIND")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), metavar="PNG",
+              help="PNG to write (never an input).")
+@click.option("--overwrite", is_flag=True, help="Replace PNG if it exists.")
+@click.option("--bin", "bin_size", type=click.IntRange(min=1), default=None, metavar="N",
+              help="lightcurve: integrations per binned point  [default: about 30 binned points].")
+@click.option("--integration", type=click.IntRange(min=1), default=None, metavar="N",
+              help="oneoverf: 1-based integration to show  [default: 1].")
+@click.option("--title", default=None, help="Figure title  [default: the file name].")
+@json_option
+@common_options
+def plot(kind, files, output, overwrite, bin_size, integration, title, as_json):
+    """Draw a PNG from tsotools or pipeline outputs (no display needed).
+
+    KIND is one of: lightcurve (white light, photometry or x1dints; spectroscopic light
+    curves offset per bin), spectra (x1dints as a time x wavelength image), centroids
+    (centroid table), jitter (jitter-from-guidestar table), oneoverf BEFORE AFTER (one
+    frame of a ramp or rateints before and after 1/f removal), sweep (rejump --report
+    table), noise (spectra --noise-report table). The --plot PNG option of each command
+    draws the same figure during the run.
+
+    Example:
+
+    \b
+        tsotools spectra jw_cutout.fits -o jw_x1dints.fits --white-light jw_whtlt.ecsv &&
+        tsotools plot lightcurve jw_whtlt.ecsv -o lightcurve.png --bin 10 &&
+        tsotools plot oneoverf jw_ramp.fits jw_1overf_ramp.fits -o oneoverf.png
+    """
+    from .plots.render import run_plot
+
+    summary = run_plot(kind, files, output, overwrite=overwrite, bin_size=bin_size, integration=integration,
+                       title=title)
+    report(summary, as_json)
+
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

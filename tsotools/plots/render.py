@@ -89,7 +89,7 @@ def run_plot(kind: str, inputs, output, *, overwrite: bool = False, bin_size: in
     describe = facts.pop("describe", kind)
     summary = {"kind": kind, "inputs": inputs, "output": str(output), **facts,
                "message": f"wrote {output}: {describe}"}
-    log.info("%s", summary["message"])
+    log.debug("%s", summary["message"])
     return summary
 
 
