@@ -30,7 +30,7 @@ from ..algorithms import oneoverf as oof
 from ..algorithms.masks import MaskParams, make_source_mask
 from ..detector import KTC_NOISE_DN, READ_NOISE_DN, Geometry, default_gain
 from ..errors import ProductError
-from ..io import (ImageSpec, derive_product, open_product, read_group, read_mask, write_mask)
+from ..io import (ImageSpec, check_output, derive_product, open_product, read_group, read_mask, write_mask)
 from ..progress import progress_bar
 
 __all__ = ["run_oneoverf"]
@@ -202,6 +202,7 @@ def run_oneoverf(input_path, output_path, *, params: oof.OneOverFParams | None =
     params = params or oof.OneOverFParams()
     mask_params = mask_params or MaskParams()
     t0 = time.perf_counter()
+    _check_outputs(input_path, mask_path, output_path, save_mask, overwrite)
     with open_product(input_path, expect=KINDS, tool="oneoverf") as prod:
         frames = _Frames(prod)
         geo = frames.geometry
@@ -332,6 +333,14 @@ def run_oneoverf(input_path, output_path, *, params: oof.OneOverFParams | None =
         msg += f"; {len(stats['failed'])} integration(s) failed and were flagged"
     summary["message"] = msg
     return summary
+
+
+def _check_outputs(input_path, mask_path, output_path, save_mask, overwrite) -> None:
+    """Refuse an output that is an input, or exists without ``overwrite``, before any work."""
+    inputs = tuple(str(p) for p in (input_path, mask_path) if p is not None)
+    for out in (output_path, save_mask):
+        if out is not None:
+            check_output(out, overwrite=overwrite, inputs=inputs)
 
 
 def _choose_method(params, nints, reference) -> tuple[str, str]:
