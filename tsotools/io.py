@@ -1484,3 +1484,47 @@ def read_fits_table(path: str | os.PathLike, extname: str) -> Table | None:
                 return Table.read(hdul[extname])
     except (OSError, ValueError) as exc:
         raise ProductError(f"{path}: not a readable FITS table file ({_short(exc)})") from None
+
+
+# ---- spectra speed
+def read_rows_fast(prod: Product, extname: str, index: int, y0: int, y1: int) -> np.ndarray:
+    """Read rows ``y0 .. y1 - 1`` of integration ``index`` of a 3D image extension.
+
+    The same contract as :func:`read_rows` (native byte order, BZERO applied, a new array,
+    SCI reads counted for the all-NaN warning), but one positioned read (``os.preadv``)
+    straight into the result instead of a memory map: mapping a plane faults in every page
+    on each call (about 3 ms for a 2 MB SUBGRISM256 plane, against 0.1 ms read), which
+    dominated per-integration loops over whole frames.
+
+    Returns
+    -------
+    ndarray, shape (y1 - y0, nx)
+    """
+    lay = prod._image(extname)
+    if len(lay.shape) != 3:
+        raise ProductError(f"{prod.path}: {extname} is not a 3-D image")
+    nints, ny, nx = lay.shape
+    if not -nints <= index < nints:
+        raise IndexError(f"integration {index} out of range 0..{nints - 1}")
+    y0, y1 = max(int(y0), 0), min(int(y1), ny)
+    if y1 <= y0:
+        return np.empty((0, nx), dtype=lay.native)
+    raw = np.empty((y1 - y0, nx), dtype=lay.stored)
+    start = lay.offset + ((index % nints) * ny + y0) * nx * lay.stored.itemsize
+    with open(prod.path, "rb", buffering=0) as fh:
+        if os.preadv(fh.fileno(), [memoryview(raw).cast("B")], start) != raw.nbytes:
+            raise ProductError(f"{prod.path}: {extname} ends early (truncated file?)")
+    values = _to_native_fast(raw, lay)
+    prod._note_sci(extname, index % nints, values, per_integration=False)
+    return values
+
+
+def _to_native_fast(raw: np.ndarray, lay: _ImageLayout) -> np.ndarray:
+    """:func:`_to_native` with the offset-unsigned case (DQ) done in native byte order: the
+    same bits, without a ufunc on big-endian data (several times slower)."""
+    native = lay.native
+    if native.kind == "u" and lay.stored.kind == "i":
+        values = raw.astype(lay.stored.newbyteorder("=")).view(native)
+        values ^= native.type(1 << (8 * lay.stored.itemsize - 1))
+        return values
+    return _to_native(raw, lay)

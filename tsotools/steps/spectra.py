@@ -35,7 +35,7 @@ from ..io import (
     asdf_extension,
     new_product,
     open_product,
-    read_rows,
+    read_rows_fast,
     save_figure,
     write_rows,
     write_table,
@@ -120,9 +120,20 @@ def _read_var(prod, exts, i, r0, r1):
     for key, name in exts.items():
         if name is None:
             continue
-        arr = read_rows(prod, name, i, r0, r1).astype(np.float64)
-        out[key] = arr**2 if name == "ERR" else arr
+        arr = read_rows_fast(prod, name, i, r0, r1)
+        out[key] = np.square(arr, dtype=np.float64) if name == "ERR" else arr.astype(np.float64)
     return out
+
+
+def _total_variance(prod, exts, i, r0, r1):
+    """Total per-pixel variance of rows ``r0:r1``, float64: VAR_POISSON + VAR_RNOISE (+ VAR_FLAT), or ERR^2."""
+    if "total" in exts:
+        return np.square(read_rows_fast(prod, exts["total"], i, r0, r1), dtype=np.float64)
+    tot = np.add(read_rows_fast(prod, exts["poisson"], i, r0, r1), read_rows_fast(prod, exts["rnoise"], i, r0, r1),
+                 dtype=np.float64)
+    if exts["flat"] is not None:
+        tot += read_rows_fast(prod, exts["flat"], i, r0, r1)
+    return tot
 
 
 def _static_good(prod, ny, nx):
@@ -146,23 +157,28 @@ def _median_image(prod, vexts, static_good, advance):
     groups = np.array_split(take, min(TEMPLATE_GROUPS, len(take)))
     means = np.full((len(groups), ny, nx), np.nan, dtype=np.float32)
     var_sum = np.zeros((ny, nx))
-    var_n = np.zeros((ny, nx))
-    good_n = np.zeros((ny, nx))
+    var_n = np.zeros((ny, nx), dtype=np.int32)
+    good_n = np.zeros((ny, nx), dtype=np.int32)
+    has_dq = prod.has("DQ")
+    s = np.empty((ny, nx))
+    c = np.empty((ny, nx), dtype=np.int32)
     for g, members in enumerate(groups):
-        s = np.zeros((ny, nx))
-        c = np.zeros((ny, nx))
+        s.fill(0.0)
+        c.fill(0)
         for i in members:
-            sci = prod.read("SCI", int(i)).astype(np.float64)
-            dq = prod.read("DQ", int(i)) if prod.has("DQ") else np.zeros((ny, nx), dtype=np.uint32)
-            ok = static_good & ((dq & BAD_BITS) == 0) & np.isfinite(sci)
-            s += np.where(ok, sci, 0.0)
+            # sums in float64 of the float32 values, adding only the good pixels (in place:
+            # no full-frame temporaries)
+            sci = read_rows_fast(prod, "SCI", int(i), 0, ny)
+            ok = np.isfinite(sci)
+            ok &= static_good
+            if has_dq:
+                ok &= (read_rows_fast(prod, "DQ", int(i), 0, ny) & BAD_BITS) == 0
+            np.add(s, sci, out=s, where=ok)
             c += ok
-            v = _read_var(prod, vexts, int(i), 0, ny)
-            tot = v["total"] if v["total"] is not None else v["poisson"] + v["rnoise"] + (
-                v["flat"] if v["flat"] is not None else 0.0)
-            vok = ok & np.isfinite(tot)
-            var_sum += np.where(vok, tot, 0.0)
-            var_n += vok
+            tot = _total_variance(prod, vexts, int(i), 0, ny)
+            ok &= np.isfinite(tot)
+            np.add(var_sum, tot, out=var_sum, where=ok)
+            var_n += ok
             advance()
         good_n += c
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -461,12 +477,18 @@ def run_spectra(input_path, output_path, *, params: ex.ExtractionParams | None =
         nrejected = 0
         failed = []
         empty = np.full(nx, np.nan)
+        has_dq = prod.has("DQ")
+        static_good_s = static_good[s0:s1]
         with writer, progress_bar(f"spectra ({params.method})", n, progress) as advance:
             for i in range(n):
                 try:
-                    sci = read_rows(prod, "SCI", i, s0, s1).astype(np.float64)
-                    dq = read_rows(prod, "DQ", i, s0, s1) if prod.has("DQ") else np.zeros(sci.shape, np.uint32)
-                    good = static_good[s0:s1] & ((dq & BAD_BITS) == 0) & np.isfinite(sci)
+                    # float32 as stored: the background works in float32 and the aperture
+                    # rows become float64 when the background is subtracted
+                    sci = read_rows_fast(prod, "SCI", i, s0, s1)
+                    good = np.isfinite(sci)
+                    good &= static_good_s
+                    if has_dq:
+                        good &= (read_rows_fast(prod, "DQ", i, s0, s1) & BAD_BITS) == 0
                     bkg = ex.fit_background(sci, srows, bkg_use_static & good, ap_rows, method=params.background,
                                             order=params.bkg_order, nsigma=params.bkg_nsigma, trace=center)
                     level = bkg.level
