@@ -37,9 +37,16 @@ _NFILES = {"oneoverf": 2}
 
 def check_plot_output(path, *, overwrite: bool = False, inputs=()) -> Path:
     """Refuse a plot path before any work (exists without overwrite, not .png, an input)."""
+    import os
+
+    from ..errors import OutputError
     from ..io import check_output
 
-    return check_output(path, overwrite=overwrite, inputs=tuple(str(p) for p in inputs), suffix=".png")
+    for other in inputs:  # an output of the same command, not written yet
+        if other and os.path.abspath(other) == os.path.abspath(path):
+            raise OutputError(f"{path}: is also an input or output of this command; choose another name")
+    existing = tuple(str(p) for p in inputs if p and os.path.exists(p))
+    return check_output(path, overwrite=overwrite, inputs=existing, suffix=".png")
 
 
 def run_plot(kind: str, inputs, output, *, overwrite: bool = False, bin_size: int | None = None,
