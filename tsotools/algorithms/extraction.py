@@ -206,18 +206,27 @@ def window_centroids(image, rows, center, halfwidth: float, good=None, iters: in
         Flux in the final window.
     """
     data = np.where(good, image, 0.0) if good is not None else np.asarray(image, dtype=float)
-    data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
-    k = np.asarray(rows, dtype=float)[:, None]
+    if not np.isfinite(data).all():
+        data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
+    rows_all = np.asarray(rows, dtype=float)
     c = np.array(center, dtype=float)
     com = flux = None
     for _ in range(max(iters, 1)):
+        # only the rows some column's window reaches (the others add exact zeros)
+        if np.isfinite(c).all() and c.size:
+            band = (rows_all + 0.5 > c.min() - halfwidth) & (rows_all - 0.5 < c.max() + halfwidth)
+            r0, r1 = (int(np.argmax(band)), len(band) - int(np.argmax(band[::-1]))) if band.any() else (0, 0)
+        else:
+            r0, r1 = 0, len(rows_all)
+        k = rows_all[r0:r1, None]
+        d = data[r0:r1]
         lo = np.maximum(k - 0.5, c - halfwidth)
         hi = np.minimum(k + 0.5, c + halfwidth)
         w = np.clip(hi - lo, 0.0, 1.0)
         pos = np.where(w > 0, 0.5 * (lo + hi), k)
-        flux = (w * data).sum(axis=0)
+        flux = (w * d).sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            com = (w * pos * data).sum(axis=0) / flux
+            com = (w * pos * d).sum(axis=0) / flux
         com = np.where((flux > 0) & np.isfinite(com), com, np.nan)
         step = np.nan_to_num(com - c, nan=0.0)
         c = np.where(np.isfinite(com), np.clip(com, c - halfwidth, c + halfwidth), c)
@@ -594,7 +603,9 @@ def measure_shift(image, rows, good, trace, ref_com, weights, halfwidth: float, 
     cols = np.flatnonzero((weights > 0) & np.isfinite(ref_com))
     if cols.size < 3:
         return float("nan"), 0
-    data = np.nan_to_num(np.where(good[:, cols], image[:, cols], 0.0), nan=0.0, posinf=0.0, neginf=0.0)
+    data = np.where(good[:, cols], image[:, cols], 0.0)
+    if not np.isfinite(data).all():
+        data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
     trace, ref_com, weights = trace[cols], ref_com[cols], weights[cols]
     ncols = 0
     for _ in range(iters):
@@ -827,6 +838,13 @@ def extract_box(data, good, weights, profile, *, var_poisson=None, var_rnoise=No
     -------
     Extracted
     """
+    # only the rows the aperture reaches: the others would add exact zeros to every sum
+    band = np.flatnonzero(np.asarray(weights).any(axis=1))
+    if band.size:
+        rs = slice(int(band[0]), int(band[-1]) + 1)
+        data, good, weights, profile = data[rs], good[rs], weights[rs], profile[rs]
+        var_poisson, var_rnoise, var_flat, var_total, background = (
+            None if v is None else v[rs] for v in (var_poisson, var_rnoise, var_flat, var_total, background))
     wg = np.where(good, weights, 0.0)
     full = (weights * profile).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
