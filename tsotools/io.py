@@ -181,6 +181,34 @@ def _header_value(header, key, default=None):
     return default if value in ("", None) else value
 
 
+def _int_keyword(path, header, key, default=None):
+    """An integer keyword, or ``default`` when absent; anything else is a :class:`ProductError`."""
+    value = _header_value(header, key, default)
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise ProductError(f"{path}: keyword {key} is not an integer ({value!r})")
+
+
+def _float_keyword(path, header, key):
+    """A finite number keyword, or None when absent; anything else is a :class:`ProductError`."""
+    value = _header_value(header, key)
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
+        return float(value)
+    raise ProductError(f"{path}: keyword {key} is not a finite number ({value!r})")
+
+
+def _str_keyword(path, header, key):
+    """A text keyword, or None when absent; anything else is a :class:`ProductError`."""
+    value = _header_value(header, key)
+    if value is None or isinstance(value, str):
+        return value
+    raise ProductError(f"{path}: keyword {key} is not text ({value!r})")
+
+
 class Product:
     """An open pipeline product, read lazily one integration at a time.
 
@@ -229,7 +257,11 @@ class Product:
                     _ImageLayout(data_start, shape, stored, float(hdr.get("BZERO", 0)), float(hdr.get("BSCALE", 1))),
                 )
         self.primary_header = self._hdul[0].header
-        self.info = _identify(self)
+        try:
+            self.info = _identify(self)
+        except ProductError:
+            self.close()
+            raise
 
     # ------------------------------------------------------------------ basics
     def close(self):
@@ -488,18 +520,13 @@ def _identify(prod: Product) -> ProductInfo:
         shape = sci.shape if sci is not None else ()
 
     def ival(key, default=None):
-        v = _header_value(h0, key, default)
-        try:
-            return int(v) if v is not None else None
-        except (TypeError, ValueError):
-            raise ProductError(f"{prod.path}: keyword {key} is not an integer ({v!r})") from None
+        return _int_keyword(prod.path, h0, key, default)
 
     def fval(key, header=h0):
-        v = _header_value(header, key)
-        try:
-            return float(v) if v is not None else None
-        except (TypeError, ValueError):
-            raise ProductError(f"{prod.path}: keyword {key} is not a number ({v!r})") from None
+        return _float_keyword(prod.path, header, key)
+
+    def sval(key):
+        return _str_keyword(prod.path, h0, key)
 
     sci_hdr = prod._hdul["SCI"].header if "SCI" in names else fits.Header()
     nints = shape[0] if kind not in ("guider",) and shape else (ival("NINTS", 1) or 1)
@@ -524,12 +551,12 @@ def _identify(prod: Product) -> ProductInfo:
         path=prod.path,
         kind=kind,
         shape=tuple(shape),
-        instrument=_header_value(h0, "INSTRUME"),
-        detector=_header_value(h0, "DETECTOR"),
+        instrument=sval("INSTRUME"),
+        detector=sval("DETECTOR"),
         exp_type=exp_type or None,
-        filter=_header_value(h0, "FILTER"),
-        pupil=_header_value(h0, "PUPIL"),
-        subarray=_header_value(h0, "SUBARRAY"),
+        filter=sval("FILTER"),
+        pupil=sval("PUPIL"),
+        subarray=sval("SUBARRAY"),
         geometry=geometry,
         nints=int(nints),
         ngroups=ngroups,
@@ -537,7 +564,7 @@ def _identify(prod: Product) -> ProductInfo:
         groupgap=ival("GROUPGAP"),
         tframe_s=fval("TFRAME"),
         tgroup_s=fval("TGROUP"),
-        readpatt=_header_value(h0, "READPATT"),
+        readpatt=sval("READPATT"),
         intstart=intstart,
         intend=intend,
         exsegnum=ival("EXSEGNUM"),
@@ -608,16 +635,25 @@ def open_product(path: str | os.PathLike, expect: tuple[str, ...] | None = None,
             hint = " (run calwebb_detector1 through the superbias step first: group_scale, dq_init, saturation, superbias)"
         raise ProductError(f"{path}: this is a {prod.kind} product; {who} {_or_list(expect)}{hint}")
     if prod.kind in ("ramp", "rateints", "calints", "cutout", "uncal"):
-        nints_hdr = _header_value(prod.primary_header, "NINTS")
+        try:
+            nints_hdr = _int_keyword(path, prod.primary_header, "NINTS")
+            ngroups_hdr = _int_keyword(path, prod.primary_header, "NGROUPS")
+        except ProductError:
+            prod.close()
+            raise
+        sci_shape = prod.shape("SCI")
+        for name, lay in prod._layout.items():
+            if name != "SCI" and len(lay.shape) == len(sci_shape) and lay.shape != sci_shape:
+                prod.close()
+                raise ProductError(f"{path}: {name} has shape {lay.shape} but SCI {sci_shape}")
         seg = prod.info.intend - prod.info.intstart + 1
-        if nints_hdr is not None and prod.nints not in (int(nints_hdr), seg):
+        if nints_hdr is not None and prod.nints not in (nints_hdr, seg):
             prod.close()
             raise ProductError(
                 f"{path}: SCI holds {prod.nints} integrations but NINTS={nints_hdr} "
                 f"and INTSTART..INTEND={prod.info.intstart}..{prod.info.intend}"
             )
-        ngroups_hdr = _header_value(prod.primary_header, "NGROUPS")
-        if prod.kind in ("ramp", "uncal") and ngroups_hdr is not None and int(ngroups_hdr) != prod.info.ngroups:
+        if prod.kind in ("ramp", "uncal") and ngroups_hdr is not None and ngroups_hdr != prod.info.ngroups:
             prod.close()
             raise ProductError(f"{path}: SCI holds {prod.info.ngroups} groups but NGROUPS={ngroups_hdr}")
     return prod
@@ -1356,7 +1392,7 @@ def read_row_block(prod: Product, extname: str, y0: int, y1: int) -> np.ndarray:
 
     For algorithms that need every integration of a pixel at once (medians over
     integrations) with memory set by the number of rows asked for, not by the file: only
-    those rows' bytes are mapped and copied, and the pages are released afterwards.
+    those rows' bytes are read, one positioned read per plane.
 
     Returns
     -------
@@ -1371,15 +1407,19 @@ def read_row_block(prod: Product, extname: str, y0: int, y1: int) -> np.ndarray:
     lead = lay.shape[:-2]
     if y1 <= y0:
         return np.empty(lead + (0, nx), dtype=lay.native)
-    aligned = lay.offset - lay.offset % _PAGE
-    with open(prod.path, "rb") as fh:
-        with mmap.mmap(fh.fileno(), lay.offset - aligned + lay.nbytes, access=mmap.ACCESS_READ,
-                       offset=aligned) as mm:
-            full = np.ndarray(lay.shape, dtype=lay.stored, buffer=mm, offset=lay.offset - aligned)
-            raw = full[..., y0:y1, :].copy()
-            del full
-            with contextlib.suppress(AttributeError, OSError):
-                mm.madvise(mmap.MADV_DONTNEED)
+    # One positioned read per plane straight into the result: a strided view of a memory
+    # map would fault in (and count in RSS) pages around every row, up to the whole file.
+    nplanes = int(np.prod(lead, dtype=np.int64))
+    raw = np.empty((nplanes, y1 - y0, nx), dtype=lay.stored)
+    row_bytes, plane_bytes = nx * lay.stored.itemsize, ny * nx * lay.stored.itemsize
+    with open(prod.path, "rb", buffering=0) as fh:
+        fd = fh.fileno()
+        for k in range(nplanes):
+            want = (y1 - y0) * row_bytes
+            got = os.preadv(fd, [memoryview(raw[k]).cast("B")], lay.offset + k * plane_bytes + y0 * row_bytes)
+            if got != want:
+                raise ProductError(f"{prod.path}: {extname} ends early (truncated file?)")
+    raw = raw.reshape(lead + (y1 - y0, nx))
     values = _to_native(raw, lay)
     prod._note_sci(extname, 0, values, per_integration=True)
     return values

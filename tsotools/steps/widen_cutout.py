@@ -170,8 +170,8 @@ def run_widen_cutout(input_path, output_path, *, params: CutoutParams | None = N
             wave, wave_source = np.full((height, nx), np.nan, dtype=np.float32), "none (NaN)"
 
         sci_hdr = prod.header("SCI")
-        xref_fits = sci_hdr.get("XREF_SCI")
-        yref_fits = sci_hdr.get("YREF_SCI")
+        xref_fits = None if info.xref is None else info.xref + 1.0  # validated numbers, FITS 1-based
+        yref_fits = None if info.yref is None else info.yref + 1.0
         slt = fits.Header()
         slt["SLTNAME"] = (str(sci_hdr.get("SLTNAME", f"{info.detector or 'NRC'}_GRISM{height}_{info.filter or ''}")),
                           "Slit name")
