@@ -1,52 +1,115 @@
 #!/usr/bin/env bash
-# make demo: simulate NIRCam TSO data, run every tsotools command on it, print a summary.
-# Usage: scripts/demo.sh [OUTDIR]   (tsotools must be on PATH; make demo sees to that)
+# make demo: simulate NIRCam TSO data, run every tsotools command on it, draw the plots,
+# check them, and print a summary.
+# Usage: scripts/demo.sh [OUTDIR]   (default demo-output; tsotools on PATH: make demo sees to that)
+# Sizes: NINTS=40 GRISM_SUBARRAY=SUBGRISM64 scripts/demo.sh   (environment variables)
 set -uo pipefail
 out=${1:-demo-output}
+nints=${NINTS:-40}
+subarray=${GRISM_SUBARRAY:-SUBGRISM64}
 rm -rf "$out"
-mkdir -p "$out"
+mkdir -p "$out/json"
 log="$out/demo.log"
-declare -a names results
+names=(); results=()
 
-step() {  # step NAME COMMAND...: run one command, record ok / not built / FAILED
+step() {  # step NAME COMMAND...: run one command with --json, record ok / FAILED
     local name=$1; shift
-    printf '%-28s' "$name" >&2
-    if "$@" >>"$log" 2>"$out/.err"; then
-        names+=("$name"); results+=("ok"); echo "ok" >&2
-    elif grep -q "is not built yet" "$out/.err"; then
-        names+=("$name"); results+=("not built yet"); echo "not built yet" >&2
+    printf '  %-24s' "$name" >&2
+    local js
+    js=$(printf '%s/json/%02d_%s.json' "$out" "${#names[@]}" "${name// /_}")
+    "$@" --json >"$js" 2>"$out/.err"
+    local rc=$?
+    names+=("$name")
+    if [ "$rc" -eq 0 ]; then
+        results+=("ok"); echo "ok" >&2
     else
-        names+=("$name"); results+=("FAILED (see $log)"); echo "FAILED" >&2
-        sed 's/^/    /' "$out/.err" >&2
+        results+=("FAILED (exit $rc)"); echo "FAILED" >&2
+        sed 's/^/      /' "$out/.err" >&2
     fi
-    cat "$out/.err" >>"$log"
+    { echo "\$ $*"; cat "$out/.err"; } >>"$log"
 }
 
 g=$out/grism; i=$out/imaging; s=$out/guider
-step "simulate grism"          tsotools simulate grism -o "$g" --seed 1 --prefix grism
-step "simulate imaging"        tsotools simulate imaging -o "$i" --seed 2 --prefix wlp8
-step "simulate guider"         tsotools simulate guider -o "$s" --seed 3 --prefix gs
-step "info"                    tsotools info "$g/grism_ramp.fits" "$g/grism_rateints.fits"
+echo "tsotools demo in $out/ (log: $log)" >&2
+step "simulate grism"        tsotools simulate grism -o "$g" --seed 1 --nints "$nints" --subarray "$subarray" -q
+step "simulate imaging"      tsotools simulate imaging -o "$i" --seed 2 --nints "$nints" -q
+step "simulate guider"       tsotools simulate guider -o "$s" --seed 3 --nints "$nints" --prefix gs -q
+step "info"                  tsotools info "$g/grism_ramp.fits"
 
-step "oneoverf (ramp)"         tsotools oneoverf "$g/grism_ramp.fits" -o "$g/grism_1overf_ramp.fits" --plot "$out/oneoverf.png"
-step "rejump"                  tsotools rejump "$g/grism_1overf_ramp.fits" -o "$g/grism_jump_ramp.fits" --threshold 6
-step "rejump --sweep"          tsotools rejump "$g/grism_1overf_ramp.fits" --sweep 4,5,6,8,10,15 --report "$out/jump_sweep.ecsv"
-step "rampfit"                 tsotools rampfit "$g/grism_jump_ramp.fits" -o "$g/grism_clean_rateints.fits"
-step "widen-cutout"            tsotools widen-cutout "$g/grism_clean_rateints.fits" -o "$g/grism_cutout.fits" --wavelengths-from "$g/grism_calints.fits"
-step "spectra"                 tsotools spectra "$g/grism_cutout.fits" -o "$g/grism_x1dints.fits" --white-light "$out/whitelight.ecsv" --bins 20 --noise-report "$out/noise.ecsv" --plot "$out/noise.png"
-step "centroid"                tsotools centroid "$i/wlp8_rateints.fits" -o "$out/centroids.ecsv"
-step "photometry"              tsotools photometry "$i/wlp8_rateints.fits" -o "$out/photometry.ecsv" --centroids "$out/centroids.ecsv" --radius auto
-step "jitter-from-guidestar"   tsotools jitter-from-guidestar "$s"/*_gs-fg_*_cal.fits --science "$s/gs_rateints.fits" -o "$out/jitter.fits" --plot "$out/jitter.png"
+# grism: 1/f -> jumps -> rates -> tall cutout -> spectra
+step "oneoverf"              tsotools oneoverf "$g/grism_ramp.fits" -o "$g/grism_1overf_ramp.fits" \
+                                 --plot "$out/oneoverf.png" -q
+step "rejump"                tsotools rejump "$g/grism_1overf_ramp.fits" -o "$g/grism_jump_ramp.fits" \
+                                 --sweep 4,5,6,8,10,15 --threshold 8 --report "$out/jump_sweep.ecsv" \
+                                 --plot "$out/jump_sweep.png" -q
+step "rampfit"               tsotools rampfit "$g/grism_jump_ramp.fits" -o "$g/grism_clean_rateints.fits" -q
+step "widen-cutout"          tsotools widen-cutout "$g/grism_clean_rateints.fits" -o "$g/grism_cutout.fits" \
+                                 --wavelengths-from "$g/grism_calints.fits" -q
+step "spectra"               tsotools spectra "$g/grism_cutout.fits" -o "$g/grism_x1dints.fits" \
+                                 --white-light "$out/whitelight.ecsv" --lightcurves "$out/lightcurves.ecsv" \
+                                 --bins 10 --noise-report "$out/noise.ecsv" --plot "$out/spectra.png" -q
+step "plot lightcurve"       tsotools plot lightcurve "$out/whitelight.ecsv" -o "$out/lightcurve.png" --bin 4 -q
+step "plot noise"            tsotools plot noise "$out/noise.ecsv" -o "$out/noise.png" -q
+step "plot bins"             tsotools plot lightcurve "$out/lightcurves.ecsv" -o "$out/lightcurves.png" -q
+
+# cutout height: the pipeline's 64 rows of a SUBGRISM256 exposure against the whole subarray
+step "simulate SUBGRISM256"  tsotools simulate grism -o "$out/g256" --seed 4 --nints 4 --ngroups 3 \
+                                 --subarray SUBGRISM256 --no-truth -q
+step "widen-cutout 256"      tsotools widen-cutout "$out/g256/grism_rateints.fits" -o "$out/g256/grism_tall.fits" -q
+step "plot frame cutout"     tsotools plot frame "$out/g256/grism_calints.fits" "$out/g256/grism_tall.fits" \
+                                 -o "$out/cutout.png" -q
+
+# weak-lens imaging: centroids -> photometry that follows them
+step "plot frame imaging"    tsotools plot frame "$i/imaging_rateints.fits" -o "$out/imaging_frame.png" -q
+step "centroid"              tsotools centroid "$i/imaging_rateints.fits" -o "$out/centroids.ecsv" \
+                                 --plot "$out/centroids.png" -q
+step "photometry"            tsotools photometry "$i/imaging_rateints.fits" -o "$out/photometry.ecsv" \
+                                 --centroids "$out/centroids.ecsv" --radius auto --plot "$out/photometry.png" -q
+
+# guide star: jitter and antenna moves on the science clock
+step "jitter-from-guidestar" tsotools jitter-from-guidestar "$s"/gs_gs-fg_*_cal.fits \
+                                 --science "$s/gs_rateints.fits" -o "$out/jitter.fits" --plot "$out/jitter.png" -q
 rm -f "$out/.err"
 
 echo
-echo "tsotools demo summary ($out)"
+echo "tsotools demo summary ($out/)"
 n_ok=0; n_fail=0
 for k in "${!names[@]}"; do
-    printf '  %-28s %s\n' "${names[$k]}" "${results[$k]}"
-    case ${results[$k]} in ok) n_ok=$((n_ok + 1));; FAILED*) n_fail=$((n_fail + 1));; esac
+    printf '  %-24s %s\n' "${names[$k]}" "${results[$k]}"
+    case ${results[$k]} in ok) n_ok=$((n_ok + 1));; *) n_fail=$((n_fail + 1));; esac
 done
-echo "  $n_ok ran, $n_fail failed; products in $out/ (log: $log)"
-pngs=$(find "$out" -name '*.png' | sort)
-[ -n "$pngs" ] && echo "  plots:" && echo "$pngs" | sed 's/^/    /'
-[ "$n_fail" -eq 0 ]
+# what each step reported (the "message" of its --json summary), and a check of the plots
+python - "$out" <<'EOF'
+import json, pathlib, sys
+
+import numpy as np
+from matplotlib.image import imread
+
+out = pathlib.Path(sys.argv[1])
+print("\nwhat they found:")
+for path in sorted((out / "json").glob("*.json")):
+    try:
+        text = path.read_text().strip()
+        summary = json.loads(text) if text else {}
+    except ValueError:
+        continue
+    if isinstance(summary, dict) and summary.get("message"):
+        print(f"  {path.stem[3:].replace('_', ' ')}: {summary['message']}")
+print("\nplots:")
+bad = 0
+for name in ("lightcurve", "spectra", "jitter", "oneoverf", "jump_sweep", "noise", "lightcurves", "centroids",
+             "photometry", "cutout", "imaging_frame"):
+    png = out / f"{name}.png"
+    if not png.exists():
+        print(f"  {png}: MISSING"); bad += 1; continue
+    img = imread(png)[..., :3]
+    colours = len(np.unique((img.reshape(-1, 3) * 255).astype(np.uint8), axis=0))
+    ok = img.shape[0] > 200 and img.shape[1] > 300 and img.std() > 0.05 and colours > 50
+    bad += not ok
+    print(f"  {png}  {img.shape[1]}x{img.shape[0]} px, {colours} colours, {png.stat().st_size // 1024} kB"
+          + ("" if ok else "  BLANK?"))
+sys.exit(1 if bad else 0)
+EOF
+plots_ok=$?
+echo "  $n_ok ran, $n_fail failed; products in $out/"
+[ "$n_fail" -eq 0 ] && [ "$plots_ok" -eq 0 ]

@@ -135,6 +135,20 @@ def test_spectra_layouts_give_the_same_white_light(outputs):
     assert a["p2p_ppm"] == pytest.approx(b["p2p_ppm"], rel=1e-9)
 
 
+def test_frame_kind_puts_a_cutout_at_its_subarray_rows(simulated, tmp_path):
+    g = simulated("grism", seed=44, nints=2, ngroups=2, subarray="SUBGRISM128", truth=False)
+    tall = tmp_path / "tall.fits"
+    assert CliRunner().invoke(main, ["widen-cutout", str(g["rateints"]), "-o", str(tall), "--height", "96",
+                                     "-q"]).exit_code == 0
+    summary = run_plot("frame", [g["calints"], tall], tmp_path / "f.png", integration=2)
+    png_ok(tmp_path / "f.png")
+    (a0, a1), (b0, b1) = summary["rows"]
+    assert (a0, a1) == (0, 63) and b1 - b0 == 95  # the pipeline's 64 rows from row 0; 96 around the trace
+    assert b0 <= 34 <= b1 and summary["integration"] == 2
+    too_many = CliRunner().invoke(main, ["plot", "frame", *[str(g["calints"])] * 5, "-o", str(tmp_path / "x.png")])
+    assert too_many.exit_code == 2 and "1 to 4 files" in too_many.stderr
+
+
 def test_oneoverf_kind_measures_less_row_noise_after(outputs):
     o = outputs["dir"]
     summary = run_plot("oneoverf", [outputs["grism"]["ramp"], o / "1f_ramp.fits"], o / "of.png", integration=2)

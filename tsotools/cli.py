@@ -1162,7 +1162,7 @@ def jitter_from_guidestar(gsfiles, output, overwrite, science, method, hga_margi
 
 # ---------------------------------------------------------------------------- plot
 #: tsotools.plots.render.KINDS (kept here so that --help does not import matplotlib)
-PLOT_KINDS = ("lightcurve", "spectra", "centroids", "jitter", "oneoverf", "sweep", "noise")
+PLOT_KINDS = ("lightcurve", "spectra", "centroids", "jitter", "oneoverf", "sweep", "noise", "frame")
 
 
 @main.command()
@@ -1174,7 +1174,7 @@ PLOT_KINDS = ("lightcurve", "spectra", "centroids", "jitter", "oneoverf", "sweep
 @click.option("--bin", "bin_size", type=click.IntRange(min=1), default=None, metavar="N",
               help="lightcurve: integrations per binned point  [default: about 30 binned points].")
 @click.option("--integration", type=click.IntRange(min=1), default=None, metavar="N",
-              help="oneoverf: 1-based integration to show  [default: 1].")
+              help="oneoverf, frame: 1-based integration to show  [default: 1].")
 @click.option("--title", default=None, help="Figure title  [default: the file name].")
 @json_option
 @common_options
@@ -1185,8 +1185,9 @@ def plot(kind, files, output, overwrite, bin_size, integration, title, as_json):
     curves offset per bin), spectra (x1dints as a time x wavelength image), centroids
     (centroid table), jitter (jitter-from-guidestar table), oneoverf BEFORE AFTER (one
     frame of a ramp or rateints before and after 1/f removal), sweep (rejump --report
-    table), noise (spectra --noise-report table). The --plot PNG option of each command
-    draws the same figure during the run.
+    table), noise (spectra --noise-report table), frame FILE... (one integration of up to
+    4 products at their subarray rows: a cutout against its subarray, a neighbour star).
+    The --plot PNG option of each command draws the same figure during the run.
 
     Example:
 

@@ -88,7 +88,7 @@ def lightcurve_figure(time_d, flux, flux_err=None, *, bin_size: int | None = Non
     ax.set_ylabel(ylabel)
     ax.set_title(title or "light curve", fontsize=9)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
 

@@ -30,9 +30,11 @@ KINDS = {
                 "correction and the row profiles",
     "sweep": "rejump --report table: light-curve noise and flagged pixels per jump threshold",
     "noise": "spectra --noise-report table: scatter vs bin width next to 1/sqrt(N)",
+    "frame": "one or more products (rateints, calints, cutout): one integration each, at its subarray rows, "
+             "on one colour scale (a cutout against its subarray, a neighbour star)",
 }
 
-_NFILES = {"oneoverf": 2}
+_NFILES = {"oneoverf": (2, 2), "frame": (1, 4)}
 
 
 def check_plot_output(path, *, overwrite: bool = False, inputs=()) -> Path:
@@ -65,7 +67,7 @@ def run_plot(kind: str, inputs, output, *, overwrite: bool = False, bin_size: in
     bin_size : int, optional
         Integrations per binned point of a light curve  [default: about 30 points].
     integration : int, optional
-        1-based integration of the ``oneoverf`` frame  [default: the first].
+        1-based integration of the ``oneoverf`` and ``frame`` images  [default: the first].
     title : str, optional
         Figure title  [default: from the file name].
 
@@ -79,18 +81,18 @@ def run_plot(kind: str, inputs, output, *, overwrite: bool = False, bin_size: in
     if kind not in KINDS:
         raise TsoToolsError(f"unknown plot kind {kind!r}; choose from {', '.join(KINDS)}")
     inputs = [str(p) for p in inputs]
-    need = _NFILES.get(kind, 1)
-    if len(inputs) != need:
-        what = "BEFORE and AFTER files" if need == 2 else "one file"
+    lo, hi = _NFILES.get(kind, (1, 1))
+    if not lo <= len(inputs) <= hi:
+        what = {(2, 2): "BEFORE and AFTER files", (1, 1): "one file"}.get((lo, hi), f"{lo} to {hi} files")
         raise TsoToolsError(f"plot {kind} takes {what}, got {len(inputs)}")
     if bin_size is not None and bin_size < 1:
         raise TsoToolsError(f"invalid value for --bin: {bin_size} (at least 1 integration)")
     check_plot_output(output, overwrite=overwrite, inputs=inputs)
     loader = _LOADERS[kind]
     options = {"bin_size": bin_size} if kind == "lightcurve" else {}
-    if kind == "oneoverf":
+    if kind in ("oneoverf", "frame"):
         options["integration"] = integration
-    title = title or (" vs ".join(Path(p).name for p in inputs) if need > 1 else Path(inputs[0]).name)
+    title = title or " vs ".join(Path(p).name for p in inputs)
     fig, facts = loader(*inputs, title=title, **options)
     save_figure(fig, output, overwrite=overwrite, inputs=tuple(inputs))
     describe = facts.pop("describe", kind)
@@ -329,6 +331,31 @@ def _oneoverf_facts(before, after):
     return out
 
 
+def _frame(*paths, title, integration=None):
+    from ..io import open_product
+    from .frames import frames_figure
+
+    frames, row0s, labels, nrows, unit = [], [], [], 0, "DN/s"
+    i = 0 if integration is None else integration - 1
+    for path in paths:
+        with open_product(path, expect=("rateints", "calints", "cutout"), tool="plot") as prod:
+            if not 0 <= i < prod.nints:
+                raise TsoToolsError(f"invalid value for --integration: {integration} (1..{prod.nints} in {path})")
+            frames.append(prod.read("SCI", i).astype(float))
+            sci = prod.header("SCI")
+            row0 = int(sci.get("SLTSTRT2", 1)) - 1 if prod.kind in ("calints", "cutout") else 0
+            row0s.append(row0)
+            geometry = prod.info.geometry
+            nrows = max(nrows, geometry.ny if geometry is not None else row0 + frames[-1].shape[0])
+            unit = str(sci.get("BUNIT", unit))
+            labels.append(f"{Path(path).name} ({prod.kind}, {prod.info.subarray})")
+    fig = frames_figure(frames, row0s, labels, unit=unit, nrows=nrows, title=f"{title}: integration {i + 1}")
+    heights = [int(f.shape[0]) for f in frames]
+    return fig, {"integration": i + 1, "rows": [[r, r + h - 1] for r, h in zip(row0s, heights)],
+                 "describe": f"integration {i + 1} of {len(frames)} product(s), rows "
+                             + ", ".join(f"{r}-{r + h - 1}" for r, h in zip(row0s, heights))}
+
+
 def _sweep(path, *, title):
     from .jumps import sweep_figure
 
@@ -366,4 +393,5 @@ _LOADERS = {
     "oneoverf": _oneoverf,
     "sweep": _sweep,
     "noise": _noise,
+    "frame": _frame,
 }
