@@ -114,7 +114,10 @@ def test_round_trip_keeps_everything_but_the_changed_array(ramp_path, tmp_path):
             assert hb[name].header == ha[name].header
         added = {"S_1OVERF", "TSOTVER", "HISTORY"}
         assert {k for k in ha[0].header if k not in added} == {k for k in hb[0].header if k not in added}
-        assert all(hb[0].header[k] == ha[0].header[k] for k in ha[0].header if k not in added and k)
+        changed = added | {"FILENAME"}
+        assert all(hb[0].header[k] == ha[0].header[k] for k in ha[0].header if k not in changed and k)
+        assert hb[0].header["FILENAME"] == "out_ramp.fits"  # names the output, not the input or a temp file
+        assert b.meta.filename == "out_ramp.fits"
         assert hb[0].header["S_1OVERF"] == "COMPLETE"
         assert "method=auto, scale=1.5" in " ".join(hb[0].header["HISTORY"])
 

@@ -88,7 +88,7 @@ def _same(a, b):
 
 
 def _leftovers(directory):
-    return [p.name for p in Path(directory).iterdir() if p.name.endswith(".part")]
+    return [p.name for p in Path(directory).iterdir() if ".part" in p.name]
 
 
 class _FileSizeLimit:

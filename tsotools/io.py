@@ -1056,12 +1056,14 @@ def derive_product(
             _apply_updates(spec.header, updates.get(name))
             if i == 0:
                 _provenance(spec.header, tool, params)
+                _rename(spec.header, out)
             plan.append((name, _plan_image(spec, primary=(i == 0))))
         elif i == 0 or name in updates:
             new = hdr.copy()
             _apply_updates(new, updates.get(name))
             if i == 0:
                 _provenance(new, tool, params)
+                _rename(new, out)
             planned = _Planned(
                 kind="hdrcopy",
                 header_bytes=new.tostring().encode("ascii"),
@@ -1072,6 +1074,12 @@ def derive_product(
             length = data_start - start + _padded(span)
             plan.append((_unique(name, i, plan), _Planned(kind="copy", copy_from=(src.path, start, length))))
     return ProductWriter(out, plan, overwrite)
+
+
+def _rename(header: fits.Header, out: Path) -> None:
+    """FILENAME names the output (the ASDF tree's copy is reset by stdatamodels on open)."""
+    if "FILENAME" in header:
+        header["FILENAME"] = out.name
 
 
 def _unique(name: str, index: int, plan: list) -> str:
@@ -1123,9 +1131,9 @@ def new_product(
     plan[0][1].header_bytes = fits.PrimaryHDU(header=hdr).header.tostring().encode("ascii")
     for ext in extensions:
         if isinstance(ext, ImageSpec):
-            plan.append((ext.name.upper(), _plan_image(ext)))
+            plan.append((_unique(ext.name.upper(), len(plan), plan), _plan_image(ext)))
         elif isinstance(ext, TableSpec):
-            plan.append((ext.name.upper(), _plan_table(ext)))
+            plan.append((_unique(ext.name.upper(), len(plan), plan), _plan_table(ext)))
         else:
             name = str(ext.header.get("EXTNAME", f"HDU{len(plan)}")).upper()
             plan.append((_unique(name, len(plan), plan), _plan_hdu(ext)))
@@ -1150,15 +1158,16 @@ def _check_output(out_path, inputs, overwrite: bool) -> Path:
     return out
 
 
-def _temp_path(out: Path) -> Path:
-    return out.with_name(f".{out.name}.{os.getpid()}.part")
+def _temp_path(out: Path, suffix: str = "") -> Path:
+    """``.NAME.PID.part`` beside ``out`` (plus ``suffix`` for writers that pick a format by it)."""
+    return out.with_name(f".{out.name}.{os.getpid()}.part{suffix}")
 
 
 def _remove_stale_temps(out: Path) -> None:
     """Remove temporary files left for ``out`` by processes that no longer exist."""
-    for tmp in out.parent.glob(f".{out.name}.*.part"):
+    for tmp in out.parent.glob(f".{out.name}.*.part*"):
         try:
-            pid = int(tmp.name[len(out.name) + 2 : -len(".part")])
+            pid = int(tmp.name[len(out.name) + 2 :].split(".", 1)[0])
             os.kill(pid, 0)
         except ProcessLookupError:
             with contextlib.suppress(OSError):
@@ -1190,7 +1199,7 @@ def atomic_path(out_path: str | os.PathLike, *, overwrite: bool = False, inputs:
     ``suffix`` is appended to the temporary name for writers that choose the format by it.
     """
     out = _check_output(out_path, inputs, overwrite)
-    tmp = Path(str(_temp_path(out)) + suffix)
+    tmp = _temp_path(out, suffix)
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
@@ -1254,9 +1263,10 @@ def save_model(model, out_path: str | os.PathLike, *, overwrite: bool = False) -
     """Save a ``stdatamodels`` model atomically (used by the simulator)."""
     out = Path(out_path)
     with atomic_path(out, overwrite=overwrite, suffix=".fits") as tmp:
-        with warnings.catch_warnings():
+        model.meta.filename = out.name  # FILENAME names the product, not the temporary file
+        with warnings.catch_warnings(), open(tmp, "wb") as fh:
             warnings.simplefilter("ignore")
-            model.save(str(tmp))
+            model.to_fits(fh, overwrite=True)  # a file object: stdatamodels keeps meta.filename
     return out
 
 
