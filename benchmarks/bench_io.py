@@ -17,7 +17,7 @@ from pathlib import Path
 TARGET_RSS_MB = 300.0
 
 _ITERATE = """
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
 from tsotools.io import open_product
 t0 = time.perf_counter()
@@ -26,8 +26,10 @@ with open_product(sys.argv[1]) as prod:
     for i in range(prod.nints):
         total += float(np.nanmean(prod.read("SCI", i)))
         prod.read("GROUPDQ", i)
-print(json.dumps({"seconds": time.perf_counter() - t0, "nints": prod.nints,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+# VmHWM, not ru_maxrss: the latter carries the parent's peak across exec
+with open("/proc/self/status") as fh:
+    peak_kb = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+print(json.dumps({"seconds": time.perf_counter() - t0, "nints": prod.nints, "peak_rss_mb": peak_kb / 1024}))
 """
 
 
