@@ -3,6 +3,7 @@
 # check them, and print a summary.
 # Usage: scripts/demo.sh [OUTDIR]   (default demo-output; tsotools on PATH: make demo sees to that)
 # Sizes: NINTS=40 GRISM_SUBARRAY=SUBGRISM64 scripts/demo.sh   (environment variables)
+# README figures: DEMO_IMAGES=docs/images make demo  (copies each PNG there, 128 colours)
 set -uo pipefail
 out=${1:-demo-output}
 nints=${NINTS:-40}
@@ -80,7 +81,7 @@ for k in "${!names[@]}"; do
 done
 # what each step reported (the "message" of its --json summary), and a check of the plots
 python - "$out" <<'EOF'
-import json, pathlib, sys
+import json, os, pathlib, sys
 
 import numpy as np
 from matplotlib.image import imread
@@ -108,6 +109,20 @@ for name in ("lightcurve", "spectra", "jitter", "oneoverf", "jump_sweep", "noise
     bad += not ok
     print(f"  {png}  {img.shape[1]}x{img.shape[0]} px, {colours} colours, {png.stat().st_size // 1024} kB"
           + ("" if ok else "  BLANK?"))
+images = os.environ.get("DEMO_IMAGES")  # DEMO_IMAGES=docs/images make demo: the README's figures
+if images and not bad:
+    from PIL import Image
+
+    pathlib.Path(images).mkdir(parents=True, exist_ok=True)
+    for png in sorted(out.glob("*.png")):
+        target = pathlib.Path(images) / png.name
+        img = Image.open(png).convert("RGB")
+        for colours, scale in ((128, 1.0), (48, 1.0), (48, 0.8), (32, 0.65)):  # each under 150 kB
+            small = img.resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS)
+            small.quantize(colors=colours).save(target, optimize=True)
+            if target.stat().st_size < 150_000:
+                break
+        print(f"  copied to {target} ({target.stat().st_size // 1024} kB)")
 sys.exit(1 if bad else 0)
 EOF
 plots_ok=$?

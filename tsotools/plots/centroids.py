@@ -48,7 +48,7 @@ def centroids_figure(time_d, x, y, *, flag=None, ref=None, unit: str = "px", lab
         ax.text(0.02, 0.05, f"rms {rms:.4f} {unit}", transform=ax.transAxes, fontsize=8)
         ax.set_ylabel(f"{label} ({unit})")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, loc="upper right", ncol=2)
+        ax.legend(fontsize=7, loc="best", ncol=2)
     axes[1].set_xlabel(f"{tunit} since {time_label} {t0:.5f}")
     axes[0].set_title(title or "star position per integration", fontsize=9)
     fig.tight_layout()
