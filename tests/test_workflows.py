@@ -174,3 +174,37 @@ def test_snakefile_local_executor_gives_the_makefile_products(made, workdir):
             for col in a.colnames:
                 if a[col].dtype.kind == "f":
                     np.testing.assert_array_equal(a[col], b[col])
+
+
+def _readme_commands():
+    """The shell commands of the README's user guide (the generated reference left out)."""
+    import re
+    import shlex
+
+    text = (ROOT / "README.md").read_text().split("<!-- BEGIN CLI REFERENCE")[0]
+    for block in re.findall(r"```sh\n(.*?)```", text, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("#")[0].strip()
+            if line:
+                yield shlex.split(line.split("|")[0])
+
+
+def test_readme_commands_name_real_subcommands_and_options():
+    import click
+
+    from tsotools.cli import main
+
+    seen = 0
+    for args in _readme_commands():
+        if not args or args[0] != "tsotools" or args[1:2] in (["--help"], ["--version"]):
+            continue
+        cmd, rest = main, args[1:]
+        while isinstance(cmd, click.Group):
+            assert rest and rest[0] in cmd.commands, args
+            cmd, rest = cmd.commands[rest[0]], rest[1:]
+        names = {opt for p in cmd.params for opt in p.opts + p.secondary_opts}
+        for tok in rest:
+            if tok.startswith("-") and not tok.lstrip("-").replace(".", "").isdigit():
+                assert tok in names, (args, tok)
+        seen += 1
+    assert seen >= 20  # the guide shows every command
