@@ -129,8 +129,9 @@ def _total_variance(prod, exts, i, r0, r1):
     """Total per-pixel variance of rows ``r0:r1``, float64: VAR_POISSON + VAR_RNOISE (+ VAR_FLAT), or ERR^2."""
     if "total" in exts:
         return np.square(read_rows_fast(prod, exts["total"], i, r0, r1), dtype=np.float64)
-    tot = np.add(read_rows_fast(prod, exts["poisson"], i, r0, r1), read_rows_fast(prod, exts["rnoise"], i, r0, r1),
-                 dtype=np.float64)
+    # float64(a) + float64(b): a cast then an in-place add is quicker than add(a, b, dtype=f8)
+    tot = read_rows_fast(prod, exts["poisson"], i, r0, r1).astype(np.float64)
+    tot += read_rows_fast(prod, exts["rnoise"], i, r0, r1)
     if exts["flat"] is not None:
         tot += read_rows_fast(prod, exts["flat"], i, r0, r1)
     return tot
