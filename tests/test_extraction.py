@@ -84,6 +84,115 @@ def test_clipped_median_ignores_outliers_and_masked_pixels():
     assert np.all(n[2:] <= 60 - 9)
 
 
+
+def _clipped_median_reference(values, use, nsigma, maxiters):
+    """The clipped median one column at a time, the plain way (float32 values, IQR scale,
+    ``value < low`` and ``value <= high`` kept, repeat until no column changes)."""
+    v = np.where(use, values, np.nan).astype(np.float32)
+    nr, nx = v.shape
+    cols = [np.sort(v[:, x]) for x in range(nx)]
+    lo = np.zeros(nx, int)
+    hi = np.array([np.isfinite(c).sum() for c in cols])
+
+    def stats(x):
+        s, n = cols[x], hi[x] - lo[x]
+        at = [float(s[min(max(lo[x] + r, 0), nr - 1)]) for r in ((n - 1) // 2, n // 2, (n - 1) // 4, (3 * (n - 1)) // 4)]
+        return 0.5 * (at[0] + at[1]), (at[3] - at[2]) * (1.0 / 1.3489795)
+
+    st = [stats(x) for x in range(nx)]
+    for _ in range(maxiters):
+        new = []
+        for x in range(nx):
+            (med, sig), s = st[x], cols[x]
+            ok = hi[x] - lo[x] >= 3
+            low, high = (med - nsigma * sig, med + nsigma * sig) if ok else (-np.inf, np.inf)
+            a, b = int((s < low).sum()), int((s <= high).sum())
+            new.append((a, max(b, a)))
+        if all(new[x] == (lo[x], hi[x]) for x in range(nx)):
+            break
+        for x in range(nx):
+            lo[x], hi[x] = new[x]
+        st = [stats(x) for x in range(nx)]
+    n = hi - lo
+    med = np.array([m for m, _ in st])
+    sig = np.array([s for _, s in st])
+    return np.where(n < 3, np.nan, med), np.where(n < 3, np.nan, sig), n
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_clipped_median_equals_a_per_column_reference(seed):
+    """The vectorised search (binary search per column, only changing columns revisited)
+    gives the plain per-column algorithm's numbers exactly: gradients make the clipping
+    iterate, rounding makes ties, NaN/inf/unused pixels and nearly empty columns."""
+    rng = np.random.default_rng(seed)
+    nr, nx = 70, 60
+    vals = rng.normal(5.0, 1.0, (nr, nx)) + np.linspace(0, 6 * seed, nr)[:, None]
+    hot = rng.random((nr, nx)) < 0.05
+    vals[hot] += rng.uniform(5, 500, hot.sum())
+    vals[rng.random((nr, nx)) < 0.02] = np.nan
+    vals[3, 7], vals[4, 8] = np.inf, -np.inf
+    if seed == 1:
+        vals = np.round(vals, 1)
+    use = rng.random((nr, nx)) > 0.1
+    use[:, 0] = False
+    use[2:, 1] = False
+    for maxiters in (0, 1, 5):
+        got = ex.clipped_median_columns(vals, use, nsigma=2.5, maxiters=maxiters)
+        want = _clipped_median_reference(vals, use, 2.5, maxiters)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+
+
+def test_window_sums_ignore_rows_outside_the_window():
+    """Centroids, shifts and box sums only visit the rows their windows reach: rows added
+    far from the trace, whatever they hold, change nothing (bit for bit)."""
+    rows = np.arange(48)
+    img, center = make_image(sky=2.0, noise=5.0, seed=8)
+    tall_rows = np.arange(48 + 30)
+    tall = np.vstack([img, np.random.default_rng(9).normal(1e4, 1e3, (30, img.shape[1]))])
+    a = ex.window_centroids(img, rows, center, 4.0)
+    b = ex.window_centroids(tall, tall_rows, center, 4.0)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    weights = np.ones(len(center))
+    weights[::5] = 0.0  # columns left out of the shift: their pixels must not matter
+    ref_com, _ = ex.window_centroids(img, rows, center, 4.0, iters=1)
+    shifted, _ = make_image(sky=0.0, shift=0.07, noise=5.0, seed=10)
+    garbage = shifted.copy()
+    garbage[:, ::5] = np.nan
+    good = np.ones_like(img, bool)
+    assert ex.measure_shift(shifted, rows, good, center, ref_com, weights, 4.0) == \
+        ex.measure_shift(garbage, rows, good, center, ref_com, weights, 4.0)
+    params = ex.ExtractionParams()
+    _r, _c, tmpl, var = _template(params)
+    box = ex.fractional_weights(center, rows, 4.0)
+    tall_box = ex.fractional_weights(center, tall_rows, 4.0)
+    pad = np.zeros((30, img.shape[1]))
+    kw = dict(var_poisson=1.6 * img, var_rnoise=np.full_like(img, 1700.0), background=np.full_like(img, 2.0),
+              bkg_var=np.full(img.shape[1], 0.01))
+    tall_kw = {k: (np.vstack([v, pad + 7.0]) if v.ndim == 2 else v) for k, v in kw.items()}
+    good[20, 50] = False
+    full = ex.extract_box(img, good, box, tmpl.profile, **kw)
+    more = ex.extract_box(tall, np.vstack([good, pad > 0]), tall_box, np.vstack([tmpl.profile, pad + 0.3]), **tall_kw)
+    for name in ("flux", "var_poisson", "var_rnoise", "var_total", "background", "bkg_var", "npixels"):
+        np.testing.assert_array_equal(getattr(full, name), getattr(more, name))
+
+
+def test_median_image_helper_equals_nanmedian():
+    from tsotools.steps.spectra import _nanmedian_first_axis
+
+    rng = np.random.default_rng(4)
+    for k in (1, 2, 8, 9):
+        stack = rng.normal(0, 1, (k, 30, 40)).astype(np.float32)
+        stack[rng.random(stack.shape) < 0.2] = np.nan
+        stack[:, 0, 0] = np.nan  # a pixel without a value
+        with pytest.warns(RuntimeWarning):
+            want = np.nanmedian(stack, axis=0)
+        got = _nanmedian_first_axis(stack)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
 def test_polynomial_background_recovers_a_gradient():
     rows = np.arange(64)
     x = np.arange(30)
