@@ -41,7 +41,8 @@ step "info"                  tsotools info "$g/grism_ramp.fits"
 step "oneoverf"              tsotools oneoverf "$g/grism_ramp.fits" -o "$g/grism_1overf_ramp.fits" \
                                  --plot "$out/oneoverf.png" -q
 step "rejump"                tsotools rejump "$g/grism_1overf_ramp.fits" -o "$g/grism_jump_ramp.fits" \
-                                 --sweep 4,5,6,8,10,15 --threshold 8 --report "$out/jump_sweep.ecsv" \
+                                 --method two-point --sweep 4,5,6,8,10,15 --threshold 8 \
+                                 --report "$out/jump_sweep.ecsv" \
                                  --plot "$out/jump_sweep.png" -q
 step "rampfit"               tsotools rampfit "$g/grism_jump_ramp.fits" -o "$g/grism_clean_rateints.fits" -q
 step "widen-cutout"          tsotools widen-cutout "$g/grism_clean_rateints.fits" -o "$g/grism_cutout.fits" \

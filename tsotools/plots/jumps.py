@@ -47,7 +47,7 @@ def sweep_figure(table, title: str = ""):
     ax2.set_ylabel("pixels with a jump flag (%)", color="C1")
     lines = ax.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()
-    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="upper center")
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="best")
     ax.set_title(title or "jump-threshold sweep", fontsize=9)
     fig.tight_layout()
     return fig

@@ -6,7 +6,7 @@ import numpy as np
 
 from . import time_axis
 
-__all__ = ["bin_series", "lightcurve_figure", "lightcurves_figure"]
+__all__ = ["bin_series", "lightcurve_figure", "lightcurves_figure", "p2p_ppm"]
 
 def bin_series(time, flux, size: int):
     """Mean of consecutive groups of ``size`` finite points (the last group may be shorter).
@@ -38,6 +38,28 @@ def bin_series(time, flux, size: int):
         if ok.sum() > 1:
             f_err[k] = f[ok].std(ddof=1) / np.sqrt(ok.sum())
     return t_bin, f_bin, f_err
+
+
+def p2p_ppm(rel) -> float:
+    """Robust point-to-point scatter of a normalized light curve, ppm.
+
+    1.4826 x the median absolute deviation of consecutive differences, over sqrt(2): a
+    transit's ingress and egress, a step or a few outliers do not enter.
+
+    Parameters
+    ----------
+    rel : float ndarray, shape (n,), flux / median; NaN points are left out
+
+    Returns
+    -------
+    float
+        NaN with fewer than 3 finite points.
+    """
+    rel = np.asarray(rel, dtype=float)
+    d = np.diff(rel[np.isfinite(rel)])
+    if d.size < 2:
+        return float("nan")
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2) * 1e6)
 
 
 def default_bin_size(n: int) -> int:
@@ -82,8 +104,8 @@ def lightcurve_figure(time_d, flux, flux_err=None, *, bin_size: int | None = Non
     else:
         ax.plot(elapsed, rel, ".", ms=2, color="0.6", label="integrations")
     ax.errorbar(tb, fb, yerr=eb, fmt="o", ms=4, color="C0", label=f"binned ({size} integrations)")
-    p2p = np.nanstd(np.diff(rel)) / np.sqrt(2) * 1e6 if len(rel) > 2 else np.nan
-    ax.text(0.02, 0.04, f"point-to-point scatter {p2p:.0f} ppm", transform=ax.transAxes, fontsize=8)
+    ax.text(0.02, 0.04, f"point-to-point scatter {p2p_ppm(rel):.0f} ppm (robust)", transform=ax.transAxes,
+            fontsize=8)
     ax.set_xlabel(f"{tunit} since {time_label} {t0:.5f}")
     ax.set_ylabel(ylabel)
     ax.set_title(title or "light curve", fontsize=9)

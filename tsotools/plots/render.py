@@ -212,9 +212,11 @@ def _lightcurve(path, *, title, bin_size=None):
 
 
 def _lc_facts(flux, bin_size, default_bin_size, describe):
+    from .lightcurve import p2p_ppm
+
     flux = np.asarray(flux, dtype=float)
     rel = flux / np.nanmedian(flux) if np.isfinite(flux).any() else flux
-    p2p = float(np.nanstd(np.diff(rel)) / np.sqrt(2) * 1e6) if len(rel) > 2 else float("nan")
+    p2p = p2p_ppm(rel)
     size = bin_size or default_bin_size(len(rel))
     return {"points": int(len(rel)), "bin_size": int(size), "p2p_ppm": p2p,
             "describe": f"{describe}, {len(rel)} integrations, binned by {size}; point-to-point {p2p:.0f} ppm"}
