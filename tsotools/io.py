@@ -1542,9 +1542,10 @@ def read_rows_fast(prod: Product, extname: str, index: int, y0: int, y1: int) ->
 
     The same contract as :func:`read_rows` (native byte order, BZERO applied, a new array,
     SCI reads counted for the all-NaN warning), but one positioned read (``os.preadv``)
-    straight into the result instead of a memory map: mapping a plane faults in every page
-    on each call (about 3 ms for a 2 MB SUBGRISM256 plane, against 0.1 ms read), which
-    dominated per-integration loops over whole frames.
+    straight into the result instead of a memory map and a copy (no page faults on the
+    map: ~45 per 2 MB plane), and DQ's offset removed in native byte order. On the
+    SUBGRISM256 benchmark file a 2 MB SCI plane took 0.26 ms of CPU against 0.42 ms with
+    :func:`read_rows`, and a DQ plane 1.6 ms against 2.5 ms.
 
     Returns
     -------
