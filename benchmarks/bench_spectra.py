@@ -40,8 +40,8 @@ t0, c0 = time.perf_counter(), time.process_time()
 s = run_spectra(src, out, params=ExtractionParams(method=method), white_light=out + ".ecsv", overwrite=True,
                 progress=False)
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")]
-print(json.dumps({"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0, "nints": s["nints"],
-                  "peak_rss_mb": int(hwm[0].split()[1]) / 1024}))
+print(json.dumps({"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
+                  "nints": s["nints"], "peak_rss_mb": int(hwm[0].split()[1]) / 1024}))
 """
 
 
@@ -100,10 +100,10 @@ def measure(path: Path, workdir: Path, method: str) -> dict:
 
 
 def describe(res: dict, target: float) -> str:
-    return (f"{res['nints']} integrations in {res['seconds']:.1f} s = {res['nints'] / res['seconds']:.1f} int/s "
-            f"(target >= {target:g}); CPU {res['cpu_seconds']:.1f} s = {res['nints'] / res['cpu_seconds']:.1f} int/s "
-            f"of CPU time; load average {res['load']:.1f} on {os.cpu_count()} cores; "
-            f"peak RSS {res['peak_rss_mb']:.0f} MB")
+    n, wall, cpu = res["nints"], res["seconds"], res["cpu_seconds"]
+    return (f"{n} integrations in {wall:.1f} s = {n / wall:.1f} int/s (target >= {target:g}); "
+            f"CPU {cpu:.1f} s = {n / cpu:.1f} int/s of CPU time; load average {res['load']:.1f} "
+            f"on {os.cpu_count()} cores; peak RSS {res['peak_rss_mb']:.0f} MB")
 
 
 def main(argv=None):

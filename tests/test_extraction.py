@@ -96,7 +96,8 @@ def _clipped_median_reference(values, use, nsigma, maxiters):
 
     def stats(x):
         s, n = cols[x], hi[x] - lo[x]
-        at = [float(s[min(max(lo[x] + r, 0), nr - 1)]) for r in ((n - 1) // 2, n // 2, (n - 1) // 4, (3 * (n - 1)) // 4)]
+        ranks = ((n - 1) // 2, n // 2, (n - 1) // 4, (3 * (n - 1)) // 4)
+        at = [float(s[min(max(lo[x] + r, 0), nr - 1)]) for r in ranks]
         return 0.5 * (at[0] + at[1]), (at[3] - at[2]) * (1.0 / 1.3489795)
 
     st = [stats(x) for x in range(nx)]
@@ -168,13 +169,15 @@ def test_window_sums_ignore_rows_outside_the_window():
     box = ex.fractional_weights(center, rows, 4.0)
     tall_box = ex.fractional_weights(center, tall_rows, 4.0)
     pad = np.zeros((30, img.shape[1]))
-    kw = dict(var_poisson=1.6 * img, var_rnoise=np.full_like(img, 1700.0), background=np.full_like(img, 2.0),
-              bkg_var=np.full(img.shape[1], 0.01))
+    kw = dict(var_poisson=1.6 * img, var_rnoise=np.full_like(img, 1700.0),
+              background=np.full_like(img, 2.0), bkg_var=np.full(img.shape[1], 0.01))
     tall_kw = {k: (np.vstack([v, pad + 7.0]) if v.ndim == 2 else v) for k, v in kw.items()}
     good[20, 50] = False
     full = ex.extract_box(img, good, box, tmpl.profile, **kw)
-    more = ex.extract_box(tall, np.vstack([good, pad > 0]), tall_box, np.vstack([tmpl.profile, pad + 0.3]), **tall_kw)
-    for name in ("flux", "var_poisson", "var_rnoise", "var_total", "background", "bkg_var", "npixels"):
+    tall_profile = np.vstack([tmpl.profile, pad + 0.3])
+    more = ex.extract_box(tall, np.vstack([good, pad > 0]), tall_box, tall_profile, **tall_kw)
+    for name in ("flux", "var_poisson", "var_rnoise", "var_total", "background", "bkg_var",
+                 "npixels"):
         np.testing.assert_array_equal(getattr(full, name), getattr(more, name))
 
 

@@ -215,7 +215,9 @@ def window_centroids(image, rows, center, halfwidth: float, good=None, iters: in
         # only the rows some column's window reaches (the others add exact zeros)
         if np.isfinite(c).all() and c.size:
             band = (rows_all + 0.5 > c.min() - halfwidth) & (rows_all - 0.5 < c.max() + halfwidth)
-            r0, r1 = (int(np.argmax(band)), len(band) - int(np.argmax(band[::-1]))) if band.any() else (0, 0)
+            r0, r1 = 0, 0
+            if band.any():
+                r0, r1 = int(np.argmax(band)), len(band) - int(np.argmax(band[::-1]))
         else:
             r0, r1 = 0, len(rows_all)
         k = rows_all[r0:r1, None]
@@ -344,7 +346,9 @@ def clipped_median_columns(values, use, nsigma: float = 3.0, maxiters: int = 5):
 
     cols = np.arange(nx)
     lo = np.zeros(nx, dtype=np.int64)
-    hi = _count_below(flat, start - 1, nr, np.inf, False) - _count_below(flat, start - 1, nr, -np.inf, True)
+    # finite values: those below +inf minus those at -inf
+    hi = _count_below(flat, start - 1, nr, np.inf, False)
+    hi -= _count_below(flat, start - 1, nr, -np.inf, True)
     med, sig = stats(cols, lo, hi)
     for _ in range(maxiters):
         if cols.size == 0:
@@ -354,7 +358,8 @@ def clipped_median_columns(values, use, nsigma: float = 3.0, maxiters: int = 5):
         low_cut = np.where(ok, med[cols] - nsigma * sig[cols], -np.inf)
         high_cut = np.where(ok, med[cols] + nsigma * sig[cols], np.inf)
         new_lo = _count_below(flat, start[cols] - 1, nr, low_cut, inclusive=False)
-        new_hi = np.maximum(_count_below(flat, start[cols] - 1, nr, high_cut, inclusive=True), new_lo)
+        new_hi = _count_below(flat, start[cols] - 1, nr, high_cut, inclusive=True)
+        new_hi = np.maximum(new_hi, new_lo)
         moved = (new_lo != clo) | (new_hi != chi)
         cols = cols[moved]
         lo[cols], hi[cols] = new_lo[moved], new_hi[moved]
@@ -843,8 +848,9 @@ def extract_box(data, good, weights, profile, *, var_poisson=None, var_rnoise=No
     if band.size:
         rs = slice(int(band[0]), int(band[-1]) + 1)
         data, good, weights, profile = data[rs], good[rs], weights[rs], profile[rs]
+        parts = (var_poisson, var_rnoise, var_flat, var_total, background)
         var_poisson, var_rnoise, var_flat, var_total, background = (
-            None if v is None else v[rs] for v in (var_poisson, var_rnoise, var_flat, var_total, background))
+            None if v is None else v[rs] for v in parts)
     wg = np.where(good, weights, 0.0)
     full = (weights * profile).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -126,7 +126,7 @@ def _read_var(prod, exts, i, r0, r1):
 
 
 def _total_variance(prod, exts, i, r0, r1):
-    """Total per-pixel variance of rows ``r0:r1``, float64: VAR_POISSON + VAR_RNOISE (+ VAR_FLAT), or ERR^2."""
+    """Per-pixel variance of rows ``r0:r1`` (float64): VAR_POISSON + VAR_RNOISE (+ VAR_FLAT) or ERR^2."""
     if "total" in exts:
         return np.square(read_rows_fast(prod, exts["total"], i, r0, r1), dtype=np.float64)
     # float64(a) + float64(b): a cast then an in-place add is quicker than add(a, b, dtype=f8)
@@ -500,7 +500,8 @@ def run_spectra(input_path, output_path, *, params: ex.ExtractionParams | None =
                     # float32 as stored: the background works in float32 and the aperture
                     # rows become float64 when the background is subtracted
                     sci = read_rows_fast(prod, "SCI", i, s0, s1)
-                    good = np.isfinite(sci)  # the static mask is in bkg_use_static and good_ap_static
+                    # the static mask is in bkg_use_static and good_ap_static
+                    good = np.isfinite(sci)
                     if has_dq:
                         good &= (read_rows_fast(prod, "DQ", i, s0, s1) & BAD_BITS) == 0
                     bkg = ex.fit_background(sci, srows, bkg_use_static & good, ap_rows, method=params.background,
