@@ -126,7 +126,7 @@ def _read_var(prod, exts, i, r0, r1):
 
 
 def _total_variance(prod, exts, i, r0, r1):
-    """Per-pixel variance of rows ``r0:r1`` (float64): VAR_POISSON + VAR_RNOISE (+ VAR_FLAT) or ERR^2."""
+    """Variance of rows ``r0:r1``, float64: VAR_POISSON + VAR_RNOISE (+ VAR_FLAT), or ERR^2."""
     if "total" in exts:
         return np.square(read_rows_fast(prod, exts["total"], i, r0, r1), dtype=np.float64)
     # float64(a) + float64(b): a cast then an in-place add is quicker than add(a, b, dtype=f8)
