@@ -290,3 +290,15 @@ def test_compressed_fits_is_refused_in_one_line(ramp_path, tmp_path):
     gz.write_bytes(gzip.compress(ramp_path.read_bytes()))
     with pytest.raises(ProductError, match="decompress"):
         io.open_product(gz)
+
+
+def test_read_rows_equal_astropy(simulated):
+    """Positioned row reads give astropy's values: float SCI and offset-unsigned DQ."""
+    path = simulated("grism", seed=8, nints=3, ngroups=2)["rateints"]
+    with fits.open(path) as hdul:
+        want = {name: hdul[name].data[2, 3:7].copy() for name in ("SCI", "DQ", "VAR_POISSON")}
+    with io.open_product(path) as prod:
+        for name, expected in want.items():
+            got = io.read_rows(prod, name, 2, 3, 7)
+            np.testing.assert_array_equal(got, expected)
+            assert got.dtype.isnative and got.dtype.kind == expected.dtype.kind

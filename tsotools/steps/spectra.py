@@ -35,7 +35,7 @@ from ..io import (
     asdf_extension,
     new_product,
     open_product,
-    read_rows_fast,
+    read_rows,
     save_figure,
     write_rows,
     write_table,
@@ -120,7 +120,7 @@ def _read_var(prod, exts, i, r0, r1):
     for key, name in exts.items():
         if name is None:
             continue
-        arr = read_rows_fast(prod, name, i, r0, r1)
+        arr = read_rows(prod, name, i, r0, r1)
         out[key] = np.square(arr, dtype=np.float64) if name == "ERR" else arr.astype(np.float64)
     return out
 
@@ -128,12 +128,12 @@ def _read_var(prod, exts, i, r0, r1):
 def _total_variance(prod, exts, i, r0, r1):
     """Variance of rows ``r0:r1``, float64: VAR_POISSON + VAR_RNOISE (+ VAR_FLAT), or ERR^2."""
     if "total" in exts:
-        return np.square(read_rows_fast(prod, exts["total"], i, r0, r1), dtype=np.float64)
+        return np.square(read_rows(prod, exts["total"], i, r0, r1), dtype=np.float64)
     # float64(a) + float64(b): a cast then an in-place add is quicker than add(a, b, dtype=f8)
-    tot = read_rows_fast(prod, exts["poisson"], i, r0, r1).astype(np.float64)
-    tot += read_rows_fast(prod, exts["rnoise"], i, r0, r1)
+    tot = read_rows(prod, exts["poisson"], i, r0, r1).astype(np.float64)
+    tot += read_rows(prod, exts["rnoise"], i, r0, r1)
     if exts["flat"] is not None:
-        tot += read_rows_fast(prod, exts["flat"], i, r0, r1)
+        tot += read_rows(prod, exts["flat"], i, r0, r1)
     return tot
 
 
@@ -169,11 +169,11 @@ def _median_image(prod, vexts, static_good, advance):
         for i in members:
             # sums in float64 of the float32 values, adding only the good pixels (in place:
             # no full-frame temporaries)
-            sci = read_rows_fast(prod, "SCI", int(i), 0, ny)
+            sci = read_rows(prod, "SCI", int(i), 0, ny)
             ok = np.isfinite(sci)
             ok &= static_good
             if has_dq:
-                ok &= (read_rows_fast(prod, "DQ", int(i), 0, ny) & BAD_BITS) == 0
+                ok &= (read_rows(prod, "DQ", int(i), 0, ny) & BAD_BITS) == 0
             np.add(s, sci, out=s, where=ok)
             c += ok
             tot = _total_variance(prod, vexts, int(i), 0, ny)
@@ -499,11 +499,11 @@ def run_spectra(input_path, output_path, *, params: ex.ExtractionParams | None =
                 try:
                     # float32 as stored: the background works in float32 and the aperture
                     # rows become float64 when the background is subtracted
-                    sci = read_rows_fast(prod, "SCI", i, s0, s1)
+                    sci = read_rows(prod, "SCI", i, s0, s1)
                     # the static mask is in bkg_use_static and good_ap_static
                     good = np.isfinite(sci)
                     if has_dq:
-                        good &= (read_rows_fast(prod, "DQ", i, s0, s1) & BAD_BITS) == 0
+                        good &= (read_rows(prod, "DQ", i, s0, s1) & BAD_BITS) == 0
                     bkg = ex.fit_background(sci, srows, bkg_use_static & good, ap_rows, method=params.background,
                                             order=params.bkg_order, nsigma=params.bkg_nsigma, trace=center)
                     level = bkg.level
