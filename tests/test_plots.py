@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from astropy.table import Table
 from click.testing import CliRunner
 
 from tsotools.cli import PLOT_KINDS, main
@@ -93,12 +92,45 @@ def outputs(simulated, tmp_path_factory):
         ["oneoverf", str(g["ramp"]), "-o", str(o / "1f_ramp.fits")],
         ["rejump", str(o / "1f_ramp.fits"), "--sweep", "5,8", "--report", str(o / "sweep.ecsv")],
         ["widen-cutout", str(g["rateints"]), "-o", str(o / "cutout.fits")],
-        ["spectra", str(o / "cutout.fits"), "-o", str(o / "x1dints.fits"), "--white-light", str(o / "whtlt.ecsv"),
-         "--lightcurves", str(o / "lc.ecsv"), "--bins", "5", "--noise-report", str(o / "noise.ecsv")],
-        ["spectra", str(o / "cutout.fits"), "-o", str(o / "x1dints_per.fits"), "--layout", "per-integration"],
+        [
+            "spectra",
+            str(o / "cutout.fits"),
+            "-o",
+            str(o / "x1dints.fits"),
+            "--white-light",
+            str(o / "whtlt.ecsv"),
+            "--lightcurves",
+            str(o / "lc.ecsv"),
+            "--bins",
+            "5",
+            "--noise-report",
+            str(o / "noise.ecsv"),
+        ],
+        [
+            "spectra",
+            str(o / "cutout.fits"),
+            "-o",
+            str(o / "x1dints_per.fits"),
+            "--layout",
+            "per-integration",
+        ],
         ["centroid", str(i["rateints"]), "-o", str(o / "cen.ecsv")],
-        ["photometry", str(i["rateints"]), "-o", str(o / "phot.fits"), "--centroids", str(o / "cen.ecsv")],
-        ["jitter-from-guidestar", *gs, "--science", str(s["rateints"]), "-o", str(o / "jitter.fits")],
+        [
+            "photometry",
+            str(i["rateints"]),
+            "-o",
+            str(o / "phot.fits"),
+            "--centroids",
+            str(o / "cen.ecsv"),
+        ],
+        [
+            "jitter-from-guidestar",
+            *gs,
+            "--science",
+            str(s["rateints"]),
+            "-o",
+            str(o / "jitter.fits"),
+        ],
         ["jitter-from-guidestar", *gs, "-o", str(o / "frames.ecsv")],
     ]
     for args in chain:
@@ -107,19 +139,22 @@ def outputs(simulated, tmp_path_factory):
     return {"dir": o, "grism": g}
 
 
-@pytest.mark.parametrize("kind, files, check", [
-    ("lightcurve", ["whtlt.ecsv"], {"points": 6}),
-    ("lightcurve", ["lc.ecsv"], {"bins": 5}),
-    ("lightcurve", ["phot.fits"], {"points": 6}),
-    ("lightcurve", ["x1dints.fits"], {"points": 6}),
-    ("spectra", ["x1dints.fits"], {"nints": 6}),
-    ("spectra", ["x1dints_per.fits"], {"nints": 6}),
-    ("centroids", ["cen.ecsv"], {"nints": 6}),
-    ("jitter", ["jitter.fits"], {"rows": 6, "hga_moves": 1}),
-    ("jitter", ["frames.ecsv"], {"hga_moves": 1}),
-    ("sweep", ["sweep.ecsv"], {"thresholds": [5.0, 8.0]}),
-    ("noise", ["noise.ecsv"], {}),
-])
+@pytest.mark.parametrize(
+    "kind, files, check",
+    [
+        ("lightcurve", ["whtlt.ecsv"], {"points": 6}),
+        ("lightcurve", ["lc.ecsv"], {"bins": 5}),
+        ("lightcurve", ["phot.fits"], {"points": 6}),
+        ("lightcurve", ["x1dints.fits"], {"points": 6}),
+        ("spectra", ["x1dints.fits"], {"nints": 6}),
+        ("spectra", ["x1dints_per.fits"], {"nints": 6}),
+        ("centroids", ["cen.ecsv"], {"nints": 6}),
+        ("jitter", ["jitter.fits"], {"rows": 6, "hga_moves": 1}),
+        ("jitter", ["frames.ecsv"], {"hga_moves": 1}),
+        ("sweep", ["sweep.ecsv"], {"thresholds": [5.0, 8.0]}),
+        ("noise", ["noise.ecsv"], {}),
+    ],
+)
 def test_every_kind_draws_a_real_image(outputs, kind, files, check):
     out = outputs["dir"] / f"{kind}_{files[0]}.png"
     summary = run_plot(kind, [outputs["dir"] / f for f in files], out)
@@ -138,35 +173,49 @@ def test_spectra_layouts_give_the_same_white_light(outputs):
 def test_frame_kind_puts_a_cutout_at_its_subarray_rows(simulated, tmp_path):
     g = simulated("grism", seed=44, nints=2, ngroups=2, subarray="SUBGRISM128", truth=False)
     tall = tmp_path / "tall.fits"
-    assert CliRunner().invoke(main, ["widen-cutout", str(g["rateints"]), "-o", str(tall), "--height", "96",
-                                     "-q"]).exit_code == 0
+    assert (
+        CliRunner()
+        .invoke(main, ["widen-cutout", str(g["rateints"]), "-o", str(tall), "--height", "96", "-q"])
+        .exit_code
+        == 0
+    )
     summary = run_plot("frame", [g["calints"], tall], tmp_path / "f.png", integration=2)
     png_ok(tmp_path / "f.png")
     (a0, a1), (b0, b1) = summary["rows"]
-    assert (a0, a1) == (0, 63) and b1 - b0 == 95  # the pipeline's 64 rows from row 0; 96 around the trace
+    assert (a0, a1) == (
+        0,
+        63,
+    ) and b1 - b0 == 95  # the pipeline's 64 rows from row 0; 96 around the trace
     assert b0 <= 34 <= b1 and summary["integration"] == 2
-    too_many = CliRunner().invoke(main, ["plot", "frame", *[str(g["calints"])] * 5, "-o", str(tmp_path / "x.png")])
+    too_many = CliRunner().invoke(
+        main, ["plot", "frame", *[str(g["calints"])] * 5, "-o", str(tmp_path / "x.png")]
+    )
     assert too_many.exit_code == 2 and "1 to 4 files" in too_many.stderr
 
 
 def test_oneoverf_kind_measures_less_row_noise_after(outputs):
     o = outputs["dir"]
-    summary = run_plot("oneoverf", [outputs["grism"]["ramp"], o / "1f_ramp.fits"], o / "of.png", integration=2)
+    summary = run_plot(
+        "oneoverf", [outputs["grism"]["ramp"], o / "1f_ramp.fits"], o / "of.png", integration=2
+    )
     png_ok(o / "of.png")
     assert summary["integration"] == 2
     assert summary["row_rms_after"] < 0.8 * summary["row_rms_before"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["oneoverf", "{d}/whtlt.ecsv"], "BEFORE and AFTER"),
-    (["sweep", "{d}/whtlt.ecsv"], "rejump --report"),
-    (["noise", "{d}/cen.ecsv"], "noise-report"),
-    (["centroids", "{d}/x1dints.fits"], "centroid table"),
-    (["jitter", "{d}/cen.ecsv"], "not a jitter table"),
-    (["lightcurve", "{d}/sweep.ecsv"], "no light-curve column"),
-    (["spectra", "{d}/whtlt.ecsv"], "error"),
-    (["oneoverf", "{d}/1f_ramp.fits", "{d}/cutout.fits"], "not the same product"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["oneoverf", "{d}/whtlt.ecsv"], "BEFORE and AFTER"),
+        (["sweep", "{d}/whtlt.ecsv"], "rejump --report"),
+        (["noise", "{d}/cen.ecsv"], "noise-report"),
+        (["centroids", "{d}/x1dints.fits"], "centroid table"),
+        (["jitter", "{d}/cen.ecsv"], "not a jitter table"),
+        (["lightcurve", "{d}/sweep.ecsv"], "no light-curve column"),
+        (["spectra", "{d}/whtlt.ecsv"], "error"),
+        (["oneoverf", "{d}/1f_ramp.fits", "{d}/cutout.fits"], "not the same product"),
+    ],
+)
 def test_plot_errors_are_one_line_exit_2(outputs, tmp_path, args, message):
     args = [a.format(d=outputs["dir"]) for a in args]
     result = CliRunner().invoke(main, ["plot", *args, "-o", str(tmp_path / "x.png")])
@@ -178,13 +227,43 @@ def test_plot_errors_are_one_line_exit_2(outputs, tmp_path, args, message):
 def test_plot_command_output_rules(outputs, tmp_path):
     d = outputs["dir"]
     run = CliRunner().invoke
-    assert run(main, ["plot", "lightcurve", str(d / "whtlt.ecsv"), "-o", str(tmp_path / "a.png")]).exit_code == 0
+    assert (
+        run(
+            main, ["plot", "lightcurve", str(d / "whtlt.ecsv"), "-o", str(tmp_path / "a.png")]
+        ).exit_code
+        == 0
+    )
     again = run(main, ["plot", "lightcurve", str(d / "whtlt.ecsv"), "-o", str(tmp_path / "a.png")])
     assert again.exit_code == 2 and "--overwrite" in again.stderr
-    assert run(main, ["plot", "lightcurve", str(d / "whtlt.ecsv"), "-o", str(tmp_path / "a.png"),
-                      "--overwrite", "--bin", "3"]).exit_code == 0
+    assert (
+        run(
+            main,
+            [
+                "plot",
+                "lightcurve",
+                str(d / "whtlt.ecsv"),
+                "-o",
+                str(tmp_path / "a.png"),
+                "--overwrite",
+                "--bin",
+                "3",
+            ],
+        ).exit_code
+        == 0
+    )
     bad = run(main, ["plot", "lightcurve", str(d / "whtlt.ecsv"), "-o", str(tmp_path / "a.pdf")])
     assert bad.exit_code == 2 and ".png" in bad.stderr
-    bad = run(main, ["plot", "oneoverf", str(outputs["grism"]["ramp"]), str(d / "1f_ramp.fits"), "-o",
-                     str(tmp_path / "b.png"), "--integration", "99"])
+    bad = run(
+        main,
+        [
+            "plot",
+            "oneoverf",
+            str(outputs["grism"]["ramp"]),
+            str(d / "1f_ramp.fits"),
+            "-o",
+            str(tmp_path / "b.png"),
+            "--integration",
+            "99",
+        ],
+    )
     assert bad.exit_code == 2 and "--integration" in bad.stderr

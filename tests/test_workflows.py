@@ -49,18 +49,34 @@ def _make(*args, cwd, check=True):
     return res
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory, worker_id):
+    """Simulated inputs and the Makefile's products, made once per test run.
+
+    Under pytest-xdist each worker has its own session, and xdist_group does not keep
+    these tests on one worker here, so the workers share one directory of the run, made
+    under a file lock by whichever comes first.
+    """
+    import fcntl
+
     if shutil.which("make") is None:
         pytest.skip("GNU make is not installed")
-    work = tmp_path_factory.mktemp("workflow")
-    _make("sim", *(f"{k}={v}" for k, v in SIM.items()), cwd=work)
+    base = tmp_path_factory.getbasetemp()
+    root = base if worker_id == "master" else base.parent  # the run's directory, shared by workers
+    work = root / "workflow"
+    with open(root / "workflow.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (work / "made.ok").exists():
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir()
+            _make("sim", *(f"{k}={v}" for k, v in SIM.items()), cwd=work)
+            _make("-j2", *(f"{k}={v}" for k, v in FAST.items()), cwd=work)
+            (work / "made.ok").touch()
     return work
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def made(workdir):
-    _make("-j2", *(f"{k}={v}" for k, v in FAST.items()), cwd=workdir)
     return workdir / "workflow-out"
 
 
@@ -104,7 +120,9 @@ def test_makefile_runs_every_step_and_matches_truth(made, workdir):
     truth = _truth(data / "grism" / "*_truth.fits")
     assert len(white) == NINTS
     true_depth, _ = _depth(np.asarray(truth["FLUX"], float), np.asarray(truth["SHAPE"], float))
-    depth, resid = _depth(np.asarray(white["whitelight_flux"], float), np.asarray(truth["SHAPE"], float))
+    depth, resid = _depth(
+        np.asarray(white["whitelight_flux"], float), np.asarray(truth["SHAPE"], float)
+    )
     # 12 integrations with ~300 ppm scatter after the 1/f removal: depth known to ~250 ppm
     assert resid < 1500e-6
     assert abs(depth - true_depth) < 1.5e-3, (depth, true_depth)
@@ -125,22 +143,36 @@ def test_makefile_runs_every_step_and_matches_truth(made, workdir):
     tsci = _truth(data / "guider" / "*_truth.fits", hdu="SCIENCE")
     assert list(jit["INT_NUM"]) == list(tsci["INT_NUM"])
     for col in ("DX_MAS", "DY_MAS"):
-        assert np.sqrt(np.mean((jit[col] - tsci[col]) ** 2)) < 0.5  # mas; the jitter itself is ~1.5 mas
+        assert (
+            np.sqrt(np.mean((jit[col] - tsci[col]) ** 2)) < 0.5
+        )  # mas; the jitter itself is ~1.5 mas
 
     for png in ["jitter.png", *[p.name for p in made.glob("*.png")]]:
         _png_ok(made / png)
     kinds = {p.name.split("_")[-1] for p in made.glob("*.png")}
-    assert kinds == {"1overf.png", "sweep.png", "spectra.png", "centroids.png", "lightcurve.png", "jitter.png"}
+    assert kinds == {
+        "1overf.png",
+        "sweep.png",
+        "spectra.png",
+        "centroids.png",
+        "lightcurve.png",
+        "jitter.png",
+    }
 
     # every target is up to date: the rules name all their inputs and outputs
-    assert _make("-q", *(f"{k}={v}" for k, v in FAST.items()), cwd=workdir, check=False).returncode == 0
+    assert (
+        _make("-q", *(f"{k}={v}" for k, v in FAST.items()), cwd=workdir, check=False).returncode
+        == 0
+    )
 
 
 def test_makefile_failed_step_leaves_no_output_and_resumes(made, workdir, tmp_path):
     """A step that fails writes nothing; the next run redoes only what is missing."""
     out = tmp_path / "out"
     out.mkdir()
-    for src in made.glob("*nrcalong_rateints.fits"):  # start from the rates (intermediates are secondary)
+    for src in made.glob(
+        "*nrcalong_rateints.fits"
+    ):  # start from the rates (intermediates are secondary)
         shutil.copy(src, out / src.name)
     bad = _make("-k", f"OUT={out}", "BINS=0", "spectra", cwd=workdir, check=False)
     assert bad.returncode != 0 and "--bins" in bad.stderr
@@ -151,14 +183,26 @@ def test_makefile_failed_step_leaves_no_output_and_resumes(made, workdir, tmp_pa
     _make(f"OUT={out}", "spectra", cwd=workdir)
     assert [p.stat().st_mtime_ns for p in cutouts] == stamp  # not redone
     assert len(list(out.glob("*_x1dints.fits"))) == 2
+    shutil.rmtree(out)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("snakemake") is None,
-                    reason="snakemake is not installed (pip install -e '.[test]')")
+@pytest.mark.skipif(
+    importlib.util.find_spec("snakemake") is None,
+    reason="snakemake is not installed (pip install -e '.[test]')",
+)
 def test_snakefile_local_executor_gives_the_makefile_products(made, workdir):
     snake = Path(sys.executable).parent / "snakemake"
-    cmd = [str(snake) if snake.exists() else "snakemake", "-s", str(EXAMPLES / "Snakefile"), "--cores", "2",
-           "--config", "out=snake-out", f"tsotools={_tsotools()}", "sweep=5,8"]
+    cmd = [
+        str(snake) if snake.exists() else "snakemake",
+        "-s",
+        str(EXAMPLES / "Snakefile"),
+        "--cores",
+        "2",
+        "--config",
+        "out=snake-out",
+        f"tsotools={_tsotools()}",
+        "sweep=5,8",
+    ]
     res = subprocess.run(cmd, cwd=workdir, env=_env(), capture_output=True, text=True, timeout=400)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     snake_out = workdir / "snake-out"

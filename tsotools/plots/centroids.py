@@ -8,8 +8,19 @@ from . import time_axis
 
 __all__ = ["centroids_figure"]
 
-def centroids_figure(time_d, x, y, *, flag=None, ref=None, unit: str = "px", labels=("X", "Y"),
-                     time_label: str = "BJD_TDB", title: str = ""):
+
+def centroids_figure(
+    time_d,
+    x,
+    y,
+    *,
+    flag=None,
+    ref=None,
+    unit: str = "px",
+    labels=("X", "Y"),
+    time_label: str = "BJD_TDB",
+    title: str = "",
+):
     """Position against time for both axes, flagged integrations in red.
 
     Parameters

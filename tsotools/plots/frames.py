@@ -7,8 +7,12 @@ import numpy as np
 __all__ = ["frames_figure"]
 
 
-def frames_figure(frames, row0s=(), labels=(), unit: str = "DN/s", nrows: int | None = None, title: str = ""):
-    """Images stacked vertically (side by side when square), each at its subarray rows, one colour scale.
+def frames_figure(
+    frames, row0s=(), labels=(), unit: str = "DN/s", nrows: int | None = None, title: str = ""
+):
+    """Draw integration images at their subarray rows on one colour scale.
+
+    Wide grism frames are stacked vertically, square imaging frames side by side.
 
     The scale is set by the background (median +/- a few robust standard deviations of the
     first frame, then asinh-stretched up to the brightest pixel) so that faint neighbours,
@@ -51,9 +55,15 @@ def frames_figure(frames, row0s=(), labels=(), unit: str = "DN/s", nrows: int | 
     shape = (1, len(frames)) if square else (len(frames), 1)
     axes = fig.subplots(*shape, sharex=True, sharey=square, squeeze=False).ravel()
     for ax, frame, r0, label in zip(axes, frames, row0s, labels):
-        im = ax.imshow(frame, origin="lower", aspect="equal" if square else "auto", cmap="magma", norm=norm,
-                       interpolation="nearest",
-                       extent=(-0.5, frame.shape[1] - 0.5, r0 - 0.5, r0 + frame.shape[0] - 0.5))
+        im = ax.imshow(
+            frame,
+            origin="lower",
+            aspect="equal" if square else "auto",
+            cmap="magma",
+            norm=norm,
+            interpolation="nearest",
+            extent=(-0.5, frame.shape[1] - 0.5, r0 - 0.5, r0 + frame.shape[0] - 0.5),
+        )
         ax.set_ylim(-0.5, extent_top - 0.5)
         ax.axhspan(r0 - 0.5, r0 + frame.shape[0] - 0.5, fill=False, ec="C2", lw=1.2)
         ax.set_title(f"{label}: rows {r0}-{r0 + frame.shape[0] - 1}", fontsize=8, loc="left")

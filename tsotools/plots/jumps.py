@@ -28,16 +28,28 @@ def sweep_figure(table, title: str = ""):
     thr = np.asarray(table["threshold"], dtype=float)
     order = np.argsort(thr)
     thr = thr[order]
-    if "whitelight_noise_ppm" in names and np.isfinite(np.asarray(table["whitelight_noise_ppm"], float)).any():
-        noise, nlabel = np.asarray(table["whitelight_noise_ppm"], float)[order], "white-light noise (ppm)"
+    if (
+        "whitelight_noise_ppm" in names
+        and np.isfinite(np.asarray(table["whitelight_noise_ppm"], float)).any()
+    ):
+        noise, nlabel = (
+            np.asarray(table["whitelight_noise_ppm"], float)[order],
+            "white-light noise (ppm)",
+        )
     else:
         noise, nlabel = np.asarray(table["rate_noise"], float)[order], "rate-image noise (DN/s)"
-    best = np.asarray(table["best"], dtype=bool)[order] if "best" in names else np.zeros(len(thr), bool)
+    best = (
+        np.asarray(table["best"], dtype=bool)[order]
+        if "best" in names
+        else np.zeros(len(thr), bool)
+    )
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot()
     ax.plot(thr, noise, "o-", color="C0", label=nlabel)
     if best.any():
-        ax.plot(thr[best], noise[best], "*", ms=14, color="C3", label=f"best: {thr[best][0]:g} sigma")
+        ax.plot(
+            thr[best], noise[best], "*", ms=14, color="C3", label=f"best: {thr[best][0]:g} sigma"
+        )
     ax.set_xlabel("jump threshold (sigma)")
     ax.set_ylabel(nlabel, color="C0")
     ax.grid(True, alpha=0.3)

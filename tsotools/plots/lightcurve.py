@@ -8,6 +8,7 @@ from . import time_axis
 
 __all__ = ["bin_series", "lightcurve_figure", "lightcurves_figure", "p2p_ppm"]
 
+
 def bin_series(time, flux, size: int):
     """Mean of consecutive groups of ``size`` finite points (the last group may be shorter).
 
@@ -31,7 +32,7 @@ def bin_series(time, flux, size: int):
     nb = -(-len(flux) // size)
     t_bin, f_bin, f_err = (np.full(nb, np.nan) for _ in range(3))
     for k in range(nb):
-        t, f = time[k * size:(k + 1) * size], flux[k * size:(k + 1) * size]
+        t, f = time[k * size : (k + 1) * size], flux[k * size : (k + 1) * size]
         ok = np.isfinite(t) & np.isfinite(f)
         if ok.any():
             t_bin[k], f_bin[k] = t[ok].mean(), f[ok].mean()
@@ -67,11 +68,17 @@ def default_bin_size(n: int) -> int:
     return max(2, int(round(n / 30)))
 
 
-
-
-def lightcurve_figure(time_d, flux, flux_err=None, *, bin_size: int | None = None, time_label: str = "BJD_TDB",
-                      ylabel: str = "relative flux", title: str = ""):
-    """Normalized light curve with binned points.
+def lightcurve_figure(
+    time_d,
+    flux,
+    flux_err=None,
+    *,
+    bin_size: int | None = None,
+    time_label: str = "BJD_TDB",
+    ylabel: str = "relative flux",
+    title: str = "",
+):
+    """Draw a normalized light curve with binned points.
 
     Parameters
     ----------
@@ -99,13 +106,27 @@ def lightcurve_figure(time_d, flux, flux_err=None, *, bin_size: int | None = Non
     fig = Figure(figsize=(7.0, 4.0))
     ax = fig.add_subplot()
     if flux_err is not None:
-        ax.errorbar(elapsed, rel, yerr=np.asarray(flux_err, dtype=float) / norm, fmt=".", ms=2, lw=0.5,
-                    color="0.6", alpha=0.7, label="integrations")
+        ax.errorbar(
+            elapsed,
+            rel,
+            yerr=np.asarray(flux_err, dtype=float) / norm,
+            fmt=".",
+            ms=2,
+            lw=0.5,
+            color="0.6",
+            alpha=0.7,
+            label="integrations",
+        )
     else:
         ax.plot(elapsed, rel, ".", ms=2, color="0.6", label="integrations")
     ax.errorbar(tb, fb, yerr=eb, fmt="o", ms=4, color="C0", label=f"binned ({size} integrations)")
-    ax.text(0.02, 0.04, f"point-to-point scatter {p2p_ppm(rel):.0f} ppm (robust)", transform=ax.transAxes,
-            fontsize=8)
+    ax.text(
+        0.02,
+        0.04,
+        f"point-to-point scatter {p2p_ppm(rel):.0f} ppm (robust)",
+        transform=ax.transAxes,
+        fontsize=8,
+    )
     ax.set_xlabel(f"{tunit} since {time_label} {t0:.5f}")
     ax.set_ylabel(ylabel)
     ax.set_title(title or "light curve", fontsize=9)
@@ -115,8 +136,15 @@ def lightcurve_figure(time_d, flux, flux_err=None, *, bin_size: int | None = Non
     return fig
 
 
-def lightcurves_figure(time_d, flux, wave_um, *, bin_size: int | None = None, time_label: str = "BJD_TDB",
-                       title: str = ""):
+def lightcurves_figure(
+    time_d,
+    flux,
+    wave_um,
+    *,
+    bin_size: int | None = None,
+    time_label: str = "BJD_TDB",
+    title: str = "",
+):
     """Spectroscopic light curves, one per wavelength bin, offset vertically.
 
     Parameters
@@ -138,7 +166,11 @@ def lightcurves_figure(time_d, flux, wave_um, *, bin_size: int | None = None, ti
     flux = np.atleast_2d(np.asarray(flux, dtype=float))
     elapsed, tunit, t0 = time_axis(time_d)
     rel = flux / np.nanmedian(flux, axis=1, keepdims=True)
-    scatter = np.nanstd(np.diff(rel, axis=1), axis=1) / np.sqrt(2) if rel.shape[1] > 2 else np.zeros(len(rel))
+    scatter = (
+        np.nanstd(np.diff(rel, axis=1), axis=1) / np.sqrt(2)
+        if rel.shape[1] > 2
+        else np.zeros(len(rel))
+    )
     step = 6 * float(np.nanmedian(scatter)) if np.isfinite(scatter).any() else 0.01
     step = step if step > 0 else 0.01
     size = bin_size or default_bin_size(rel.shape[1])
@@ -150,8 +182,15 @@ def lightcurves_figure(time_d, flux, wave_um, *, bin_size: int | None = None, ti
         ax.plot(elapsed, row - k * step, ".", ms=1.5, color=color, alpha=0.5)
         tb, fb, _ = bin_series(elapsed, row, size)
         ax.plot(tb, fb - k * step, "-", lw=1.2, color=color)
-        ax.text(1.01, 1 - k * step, f"{wave:.3f} um", transform=ax.get_yaxis_transform(), fontsize=7,
-                va="center", color=color)
+        ax.text(
+            1.01,
+            1 - k * step,
+            f"{wave:.3f} um",
+            transform=ax.get_yaxis_transform(),
+            fontsize=7,
+            va="center",
+            color=color,
+        )
     ax.set_xlabel(f"{tunit} since {time_label} {t0:.5f}")
     ax.set_ylabel("relative flux (offset per bin)")
     ax.set_title(title or "spectroscopic light curves", fontsize=9)

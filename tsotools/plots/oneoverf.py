@@ -41,13 +41,15 @@ def background_pixels(before, after, mask=None, nsigma: float = 3.0, row_margin:
     rows = np.flatnonzero(source.mean(axis=1) > 0.02)
     bad_rows = np.zeros(use.shape[0], bool)
     for r in rows:
-        bad_rows[max(r - row_margin, 0):r + row_margin + 1] = True
+        bad_rows[max(r - row_margin, 0) : r + row_margin + 1] = True
     if bad_rows.all():  # a source everywhere: keep the pixels that are not on it
         return use & ~source
     return use & ~source & ~bad_rows[:, None]
 
 
-def oneoverf_figure(before, after, *, amp_edges=(), mask=None, unit: str = "DN", label: str = "", title: str = ""):
+def oneoverf_figure(
+    before, after, *, amp_edges=(), mask=None, unit: str = "DN", label: str = "", title: str = ""
+):
     """Before/after images of one frame on the same colour scale, and the row 1/f profile.
 
     Parameters
@@ -84,7 +86,15 @@ def oneoverf_figure(before, after, *, amp_edges=(), mask=None, unit: str = "DN",
     image_axes = []
     for k, (frame, name) in enumerate(((before, "before"), (after, "after"))):
         ax = fig.add_subplot(gs[k, 0])
-        im = ax.imshow(frame, origin="lower", aspect="auto", cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+        im = ax.imshow(
+            frame,
+            origin="lower",
+            aspect="auto",
+            cmap="gray",
+            vmin=lo,
+            vmax=hi,
+            interpolation="nearest",
+        )
         for x in amp_edges:
             ax.axvline(x - 0.5, color="C1", ls=":", lw=0.8)
         rms = np.nanstd(frame[use]) if use.any() else np.nan
@@ -94,10 +104,19 @@ def oneoverf_figure(before, after, *, amp_edges=(), mask=None, unit: str = "DN",
     fig.colorbar(im, cax=fig.add_subplot(gs[0:2, 1]), label=unit)
     ax = fig.add_subplot(gs[2, 0])
     for frame, name, color in ((before, "before", "C3"), (after, "after", "C0")):
-        rows = np.array([np.median(frame[r][use[r]]) if use[r].any() else np.nan for r in range(len(frame))])
+        rows = np.array(
+            [np.median(frame[r][use[r]]) if use[r].any() else np.nan for r in range(len(frame))]
+        )
         with np.errstate(all="ignore"):
-            ax.plot(np.arange(frame.shape[0]), rows - np.nanmedian(rows), ".-", ms=2, lw=0.8, color=color,
-                    label=f"{name}: rms {np.nanstd(rows):.2f} {unit}")
+            ax.plot(
+                np.arange(frame.shape[0]),
+                rows - np.nanmedian(rows),
+                ".-",
+                ms=2,
+                lw=0.8,
+                color=color,
+                label=f"{name}: rms {np.nanstd(rows):.2f} {unit}",
+            )
     skipped = ~use.any(axis=1)
     for r in np.flatnonzero(skipped):
         ax.axvspan(r - 0.5, r + 0.5, color="0.85", lw=0)

@@ -21,17 +21,17 @@ log = logging.getLogger(__name__)
 
 #: Plot kinds, the files each reads, and what it draws (shown by ``tsotools plot -h``).
 KINDS = {
-    "lightcurve": "white light (spectra --white-light), photometry table, x1dints, or spectroscopic "
-                  "light curves (spectra --lightcurves): flux with binned points",
+    "lightcurve": "white light (spectra --white-light), photometry table, x1dints, or "
+    "spectroscopic light curves (spectra --lightcurves): flux with binned points",
     "spectra": "x1dints: time x wavelength image of flux / median, median spectrum, white light",
     "centroids": "centroid table (or a jitter table with DX_PIX/DY_PIX): position per integration",
     "jitter": "jitter-from-guidestar table: guide-star offsets, antenna moves, integrations",
     "oneoverf": "BEFORE AFTER (ramp, rateints, calints or cutout): one frame before/after the 1/f "
-                "correction and the row profiles",
+    "correction and the row profiles",
     "sweep": "rejump --report table: light-curve noise and flagged pixels per jump threshold",
     "noise": "spectra --noise-report table: scatter vs bin width next to 1/sqrt(N)",
-    "frame": "one or more products (rateints, calints, cutout): one integration each, at its subarray rows, "
-             "on one colour scale (a cutout against its subarray, a neighbour star)",
+    "frame": "one or more products (rateints, calints, cutout): one integration each, at its "
+    "subarray rows, on one colour scale (a cutout against its subarray, a neighbour star)",
 }
 
 _NFILES = {"oneoverf": (2, 2), "frame": (1, 4)}
@@ -46,13 +46,23 @@ def check_plot_output(path, *, overwrite: bool = False, inputs=()) -> Path:
 
     for other in inputs:  # an output of the same command, not written yet
         if other and os.path.abspath(other) == os.path.abspath(path):
-            raise OutputError(f"{path}: is also an input or output of this command; choose another name")
+            raise OutputError(
+                f"{path}: is also an input or output of this command; choose another name"
+            )
     existing = tuple(str(p) for p in inputs if p and os.path.exists(p))
     return check_output(path, overwrite=overwrite, inputs=existing, suffix=".png")
 
 
-def run_plot(kind: str, inputs, output, *, overwrite: bool = False, bin_size: int | None = None,
-             integration: int | None = None, title: str | None = None) -> dict:
+def run_plot(
+    kind: str,
+    inputs,
+    output,
+    *,
+    overwrite: bool = False,
+    bin_size: int | None = None,
+    integration: int | None = None,
+    title: str | None = None,
+) -> dict:
     """Draw one kind of figure from tsotools or pipeline outputs and write it as PNG.
 
     Parameters
@@ -83,7 +93,9 @@ def run_plot(kind: str, inputs, output, *, overwrite: bool = False, bin_size: in
     inputs = [str(p) for p in inputs]
     lo, hi = _NFILES.get(kind, (1, 1))
     if not lo <= len(inputs) <= hi:
-        what = {(2, 2): "BEFORE and AFTER files", (1, 1): "one file"}.get((lo, hi), f"{lo} to {hi} files")
+        what = {(2, 2): "BEFORE and AFTER files", (1, 1): "one file"}.get(
+            (lo, hi), f"{lo} to {hi} files"
+        )
         raise TsoToolsError(f"plot {kind} takes {what}, got {len(inputs)}")
     if bin_size is not None and bin_size < 1:
         raise TsoToolsError(f"invalid value for --bin: {bin_size} (at least 1 integration)")
@@ -96,8 +108,13 @@ def run_plot(kind: str, inputs, output, *, overwrite: bool = False, bin_size: in
     fig, facts = loader(*inputs, title=title, **options)
     save_figure(fig, output, overwrite=overwrite, inputs=tuple(inputs))
     describe = facts.pop("describe", kind)
-    summary = {"kind": kind, "inputs": inputs, "output": str(output), **facts,
-               "message": f"wrote {output}: {describe}"}
+    summary = {
+        "kind": kind,
+        "inputs": inputs,
+        "output": str(output),
+        **facts,
+        "message": f"wrote {output}: {describe}",
+    }
     log.debug("%s", summary["message"])
     return summary
 
@@ -112,12 +129,17 @@ def save_sweep_plot(rows, output, *, overwrite: bool = False, title: str = "") -
     table = Table(rows=[dict(r) for r in rows])
     save_figure(sweep_figure(table, title=title), output, overwrite=overwrite)
     facts = _sweep_facts(table)
-    return {"kind": "sweep", "output": str(output), **facts, "message": f"wrote {output}: {facts.pop('describe')}"}
+    return {
+        "kind": "sweep",
+        "output": str(output),
+        **facts,
+        "message": f"wrote {output}: {facts.pop('describe')}",
+    }
 
 
 # --------------------------------------------------------------------------- reading
 def _table(path):
-    """A table file (ECSV/FITS table), or None if ``path`` is a pipeline product."""
+    """Read a table file (ECSV/FITS table); None if ``path`` is a pipeline product."""
     from ..io import open_product, read_table
 
     if str(path).lower().endswith(".ecsv"):
@@ -149,7 +171,11 @@ def _spectra_arrays(path):
             t = prod.read_table("EXTRACT1D")
             flux = np.atleast_2d(np.asarray(t["FLUX"], dtype=float))
             waves = np.atleast_2d(np.asarray(t["WAVELENGTH"], dtype=float))
-            ints = np.asarray(t["INT_NUM"], dtype=int) if "INT_NUM" in t.colnames else np.arange(1, len(t) + 1)
+            ints = (
+                np.asarray(t["INT_NUM"], dtype=int)
+                if "INT_NUM" in t.colnames
+                else np.arange(1, len(t) + 1)
+            )
             if "N_ALONGDISP" in t.colnames:  # vectors are NaN-padded beyond N_ALONGDISP
                 n = int(np.max(t["N_ALONGDISP"]))
                 flux, waves = flux[:, :n], waves[:, :n]
@@ -159,8 +185,8 @@ def _spectra_arrays(path):
             flux = np.full((nspec, n), np.nan)
             waves = np.full((nspec, n), np.nan)
             for k, r in enumerate(rows):
-                flux[k, :len(r)] = r["FLUX"]
-                waves[k, :len(r)] = r["WAVELENGTH"]
+                flux[k, : len(r)] = r["FLUX"]
+                waves[k, : len(r)] = r["WAVELENGTH"]
             ints = np.arange(1, nspec + 1)
         times = prod.integration_times()
     with np.errstate(all="ignore"):
@@ -183,32 +209,51 @@ def _lightcurve(path, *, title, bin_size=None):
         wave, time, flux, label = _spectra_arrays(path)
         good = np.isfinite(wave) & np.all(np.isfinite(flux), axis=0)
         white = flux[:, good].sum(axis=1) if good.any() else np.full(len(flux), np.nan)
-        fig = lightcurve_figure(time, white, bin_size=bin_size, time_label=label, ylabel="relative white-light flux",
-                                title=title)
-        return fig, _lc_facts(white, bin_size, default_bin_size, "white light summed over the x1dints")
+        fig = lightcurve_figure(
+            time,
+            white,
+            bin_size=bin_size,
+            time_label=label,
+            ylabel="relative white-light flux",
+            title=title,
+        )
+        return fig, _lc_facts(
+            white, bin_size, default_bin_size, "white light summed over the x1dints"
+        )
     time, label = _time(table)
     cols = table.colnames
-    if "BIN" in cols and "FLUX" in cols:  # spectroscopic light curves: one row per integration and bin
+    if (
+        "BIN" in cols and "FLUX" in cols
+    ):  # spectroscopic light curves: one row per integration and bin
         bins = np.unique(np.asarray(table["BIN"]))
         sel = [np.asarray(table["BIN"]) == b for b in bins]
         flux = np.array([np.asarray(table["FLUX"], float)[s] for s in sel])
         wave_col = "WAVE_MID" if "WAVE_MID" in cols else "BIN"
         wave = np.array([float(np.asarray(table[wave_col], float)[s][0]) for s in sel])
-        fig = lightcurves_figure(time[sel[0]], flux, wave, bin_size=bin_size, time_label=label, title=title)
-        facts = _lc_facts(flux[0], bin_size, default_bin_size, f"{len(bins)} spectroscopic light curves")
+        fig = lightcurves_figure(
+            time[sel[0]], flux, wave, bin_size=bin_size, time_label=label, title=title
+        )
+        facts = _lc_facts(
+            flux[0], bin_size, default_bin_size, f"{len(bins)} spectroscopic light curves"
+        )
         facts["bins"] = len(bins)
         return fig, facts
-    for name, err, ylabel in (("whitelight_flux", "whitelight_flux_err", "relative white-light flux"),
-                              ("flux", "flux_err", "relative flux (aperture photometry)"),
-                              ("net_aperture_sum", "net_aperture_sum_err", "relative flux (aperture photometry)"),
-                              ("FLUX", "FLUX_ERR", "relative flux")):
+    for name, err, ylabel in (
+        ("whitelight_flux", "whitelight_flux_err", "relative white-light flux"),
+        ("flux", "flux_err", "relative flux (aperture photometry)"),
+        ("net_aperture_sum", "net_aperture_sum_err", "relative flux (aperture photometry)"),
+        ("FLUX", "FLUX_ERR", "relative flux"),
+    ):
         if name in cols:
             flux = np.asarray(table[name], dtype=float)
             ferr = np.asarray(table[err], dtype=float) if err in cols else None
-            fig = lightcurve_figure(time, flux, ferr, bin_size=bin_size, time_label=label, ylabel=ylabel,
-                                    title=title)
+            fig = lightcurve_figure(
+                time, flux, ferr, bin_size=bin_size, time_label=label, ylabel=ylabel, title=title
+            )
             return fig, _lc_facts(flux, bin_size, default_bin_size, f"light curve of column {name}")
-    raise ProductError(f"{path}: no light-curve column (whitelight_flux, flux, net_aperture_sum or FLUX)")
+    raise ProductError(
+        f"{path}: no light-curve column (whitelight_flux, flux, net_aperture_sum or FLUX)"
+    )
 
 
 def _lc_facts(flux, bin_size, default_bin_size, describe):
@@ -218,8 +263,13 @@ def _lc_facts(flux, bin_size, default_bin_size, describe):
     rel = flux / np.nanmedian(flux) if np.isfinite(flux).any() else flux
     p2p = p2p_ppm(rel)
     size = bin_size or default_bin_size(len(rel))
-    return {"points": int(len(rel)), "bin_size": int(size), "p2p_ppm": p2p,
-            "describe": f"{describe}, {len(rel)} integrations, binned by {size}; point-to-point {p2p:.0f} ppm"}
+    return {
+        "points": int(len(rel)),
+        "bin_size": int(size),
+        "p2p_ppm": p2p,
+        "describe": f"{describe}, {len(rel)} integrations, binned by {size}; "
+        f"point-to-point {p2p:.0f} ppm",
+    }
 
 
 def _spectra(path, *, title):
@@ -229,8 +279,12 @@ def _spectra(path, *, title):
     fig = spectra_figure(wave, time, flux, time_label=label, title=title)
     ok = np.isfinite(wave)
     lo, hi = (float(np.nanmin(wave)), float(np.nanmax(wave))) if ok.any() else (float("nan"),) * 2
-    return fig, {"nints": int(flux.shape[0]), "columns": int(flux.shape[1]), "wave_range_um": [lo, hi],
-                 "describe": f"{flux.shape[0]} spectra x {int(ok.sum())} columns, {lo:.3f}-{hi:.3f} um"}
+    return fig, {
+        "nints": int(flux.shape[0]),
+        "columns": int(flux.shape[1]),
+        "wave_range_um": [lo, hi],
+        "describe": f"{flux.shape[0]} spectra x {int(ok.sum())} columns, {lo:.3f}-{hi:.3f} um",
+    }
 
 
 def _centroids(path, *, title):
@@ -238,14 +292,18 @@ def _centroids(path, *, title):
 
     table = _table(path)
     if table is None:
-        raise ProductError(f"{path}: expected a centroid table (tsotools centroid), got a pipeline product")
+        raise ProductError(
+            f"{path}: expected a centroid table (tsotools centroid), got a pipeline product"
+        )
     time, label = _time(table)
     cols = table.colnames
     for xc, yc in (("X", "Y"), ("DX_PIX", "DY_PIX"), ("centroid_x", "centroid_y")):
         if xc in cols and yc in cols:
             break
     else:
-        raise ProductError(f"{path}: no position columns (X/Y, DX_PIX/DY_PIX or centroid_x/centroid_y)")
+        raise ProductError(
+            f"{path}: no position columns (X/Y, DX_PIX/DY_PIX or centroid_x/centroid_y)"
+        )
     flag = None
     for name in ("FLAG", "HGA_FLAG"):
         if name in cols:
@@ -253,11 +311,16 @@ def _centroids(path, *, title):
             break
     ref = (table.meta.get("XREF", np.nan), table.meta.get("YREF", np.nan)) if xc == "X" else None
     x, y = np.asarray(table[xc], float), np.asarray(table[yc], float)
-    fig = centroids_figure(time, x, y, flag=flag, ref=ref, time_label=label, labels=(xc, yc), title=title)
+    fig = centroids_figure(
+        time, x, y, flag=flag, ref=ref, time_label=label, labels=(xc, yc), title=title
+    )
     ok = np.isfinite(x) & np.isfinite(y)
     rms = [float(np.std(x[ok])), float(np.std(y[ok]))] if ok.any() else [float("nan")] * 2
-    return fig, {"nints": int(len(x)), "rms_px": rms,
-                 "describe": f"{len(x)} positions ({xc}, {yc}), rms {rms[0]:.4f}, {rms[1]:.4f} px"}
+    return fig, {
+        "nints": int(len(x)),
+        "rms_px": rms,
+        "describe": f"{len(x)} positions ({xc}, {yc}), rms {rms[0]:.4f}, {rms[1]:.4f} px",
+    }
 
 
 def _jitter(path, *, title):
@@ -266,7 +329,9 @@ def _jitter(path, *, title):
 
     table = _table(path)
     if table is None:
-        raise ProductError(f"{path}: expected a jitter-from-guidestar table, got a pipeline product")
+        raise ProductError(
+            f"{path}: expected a jitter-from-guidestar table, got a pipeline product"
+        )
     cols = table.colnames
     if str(path).lower().endswith(".ecsv"):
         moves = [(m["START_MJD"], m["STOP_MJD"]) for m in table.meta.get("HGA_MOVES", [])]
@@ -286,8 +351,12 @@ def _jitter(path, *, title):
         raise ProductError(f"{path}: no DX_MAS/DY_MAS or X_MAS/Y_MAS columns (not a jitter table)")
     ok = np.isfinite(x) & np.isfinite(y)
     rms = float(np.sqrt(np.var(x[ok]) + np.var(y[ok]))) if ok.any() else float("nan")
-    return fig, {"rows": int(len(table)), "hga_moves": int(len(moves)), "rms_mas": rms,
-                 "describe": f"{what}, {len(moves)} antenna move(s), {rms:.2f} mas rms"}
+    return fig, {
+        "rows": int(len(table)),
+        "hga_moves": int(len(moves)),
+        "rms_mas": rms,
+        "describe": f"{what}, {len(moves)} antenna move(s), {rms:.2f} mas rms",
+    }
 
 
 def _oneoverf(before_path, after_path, *, title, integration=None):
@@ -295,11 +364,15 @@ def _oneoverf(before_path, after_path, *, title, integration=None):
     from .oneoverf import oneoverf_figure
 
     kinds = ("ramp", "rateints", "calints", "cutout")
-    with open_product(before_path, expect=kinds, tool="plot") as before, \
-            open_product(after_path, expect=kinds, tool="plot") as after:
+    with (
+        open_product(before_path, expect=kinds, tool="plot") as before,
+        open_product(after_path, expect=kinds, tool="plot") as after,
+    ):
         if before.kind != after.kind or before.shape("SCI") != after.shape("SCI"):
-            raise ProductError(f"{after_path}: not the same product as {before_path} "
-                               f"({after.kind} {after.shape('SCI')} vs {before.kind} {before.shape('SCI')})")
+            raise ProductError(
+                f"{after_path}: not the same product as {before_path} "
+                f"({after.kind} {after.shape('SCI')} vs {before.kind} {before.shape('SCI')})"
+            )
         nints = before.nints
         i = 0 if integration is None else integration - 1
         if not 0 <= i < nints:
@@ -311,14 +384,17 @@ def _oneoverf(before_path, after_path, *, title, integration=None):
         geometry = before.info.geometry
         unit = "DN" if before.kind == "ramp" else str(before.header("SCI").get("BUNIT", "DN/s"))
         ngroups = before.shape("SCI")[1] if before.kind == "ramp" else None
-    label = (f"integration {i + 1}, group {ngroups} - group 1" if ngroups else f"integration {i + 1}")
+    label = f"integration {i + 1}, group {ngroups} - group 1" if ngroups else f"integration {i + 1}"
     edges = [x0 for x0, _ in geometry.amplifiers[1:]] if geometry is not None else []
-    fig = oneoverf_figure(frames[0], frames[1], amp_edges=edges, unit=unit, label=label,
-                          title=f"{title}: {label}")
+    fig = oneoverf_figure(
+        frames[0], frames[1], amp_edges=edges, unit=unit, label=label, title=f"{title}: {label}"
+    )
     facts = _oneoverf_facts(*frames)
     facts["integration"] = i + 1
-    facts["describe"] = (f"{label}; row-median rms {facts['row_rms_before']:.2f} -> "
-                         f"{facts['row_rms_after']:.2f} {unit}")
+    facts["describe"] = (
+        f"{label}; row-median rms {facts['row_rms_before']:.2f} -> "
+        f"{facts['row_rms_after']:.2f} {unit}"
+    )
     return fig, facts
 
 
@@ -342,7 +418,9 @@ def _frame(*paths, title, integration=None):
     for path in paths:
         with open_product(path, expect=("rateints", "calints", "cutout"), tool="plot") as prod:
             if not 0 <= i < prod.nints:
-                raise TsoToolsError(f"invalid value for --integration: {integration} (1..{prod.nints} in {path})")
+                raise TsoToolsError(
+                    f"invalid value for --integration: {integration} (1..{prod.nints} in {path})"
+                )
             frames.append(prod.read("SCI", i).astype(float))
             sci = prod.header("SCI")
             row0 = int(sci.get("SLTSTRT2", 1)) - 1 if prod.kind in ("calints", "cutout") else 0
@@ -351,11 +429,16 @@ def _frame(*paths, title, integration=None):
             nrows = max(nrows, geometry.ny if geometry is not None else row0 + frames[-1].shape[0])
             unit = str(sci.get("BUNIT", unit))
             labels.append(f"{Path(path).name} ({prod.kind}, {prod.info.subarray})")
-    fig = frames_figure(frames, row0s, labels, unit=unit, nrows=nrows, title=f"{title}: integration {i + 1}")
+    fig = frames_figure(
+        frames, row0s, labels, unit=unit, nrows=nrows, title=f"{title}: integration {i + 1}"
+    )
     heights = [int(f.shape[0]) for f in frames]
-    return fig, {"integration": i + 1, "rows": [[r, r + h - 1] for r, h in zip(row0s, heights)],
-                 "describe": f"integration {i + 1} of {len(frames)} product(s), rows "
-                             + ", ".join(f"{r}-{r + h - 1}" for r, h in zip(row0s, heights))}
+    return fig, {
+        "integration": i + 1,
+        "rows": [[r, r + h - 1] for r, h in zip(row0s, heights)],
+        "describe": f"integration {i + 1} of {len(frames)} product(s), rows "
+        + ", ".join(f"{r}-{r + h - 1}" for r, h in zip(row0s, heights)),
+    }
 
 
 def _sweep(path, *, title):
@@ -363,7 +446,9 @@ def _sweep(path, *, title):
 
     table = _table(path)
     if table is None or "threshold" not in table.colnames:
-        raise ProductError(f"{path}: expected a 'rejump --report' table (threshold, flagged_pixel_fraction, ...)")
+        raise ProductError(
+            f"{path}: expected a 'rejump --report' table (threshold, flagged_pixel_fraction, ...)"
+        )
     return sweep_figure(table, title=title), _sweep_facts(table)
 
 
@@ -371,8 +456,12 @@ def _sweep_facts(table):
     thr = np.asarray(table["threshold"], float)
     best = np.asarray(table["best"], bool) if "best" in table.colnames else np.zeros(len(thr), bool)
     b = float(thr[best][0]) if best.any() else None
-    return {"thresholds": thr.tolist(), "best_threshold": b,
-            "describe": f"{len(thr)} thresholds" + (f", lowest noise at {b:g} sigma" if b is not None else "")}
+    return {
+        "thresholds": thr.tolist(),
+        "best_threshold": b,
+        "describe": f"{len(thr)} thresholds"
+        + (f", lowest noise at {b:g} sigma" if b is not None else ""),
+    }
 
 
 def _noise(path, *, title):
@@ -380,11 +469,16 @@ def _noise(path, *, title):
 
     table = _table(path)
     if table is None or "SCATTER_PPM" not in table.colnames:
-        raise ProductError(f"{path}: expected a 'spectra --noise-report' table (WIDTH, SCATTER_PPM, ...)")
+        raise ProductError(
+            f"{path}: expected a 'spectra --noise-report' table (WIDTH, SCATTER_PPM, ...)"
+        )
     ratio = float(table["RATIO"][-1])
     return noise_figure(table, title=title), {
-        "max_width": int(table["WIDTH"][-1]), "ratio_at_max_width": ratio,
-        "describe": f"scatter {ratio:.2f}x the 1/sqrt(N) expectation at {int(table['WIDTH'][-1])} columns"}
+        "max_width": int(table["WIDTH"][-1]),
+        "ratio_at_max_width": ratio,
+        "describe": f"scatter {ratio:.2f}x the 1/sqrt(N) expectation at "
+        f"{int(table['WIDTH'][-1])} columns",
+    }
 
 
 _LOADERS = {

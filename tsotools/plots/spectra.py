@@ -41,8 +41,14 @@ def noise_figure(table, title: str = ""):
     ax.legend(fontsize=8)
     ratio = float(table["RATIO"][-1])
     if np.isfinite(ratio) and ratio > 1.2:
-        ax.text(0.02, 0.03, f"{ratio:.1f}x above 1/sqrt(N) at {int(w[-1])} columns: 1/f noise along the dispersion",
-                transform=ax.transAxes, fontsize=8, color="C3")
+        ax.text(
+            0.02,
+            0.03,
+            f"{ratio:.1f}x above 1/sqrt(N) at {int(w[-1])} columns: 1/f noise along the dispersion",
+            transform=ax.transAxes,
+            fontsize=8,
+            color="C3",
+        )
     return fig
 
 
@@ -94,9 +100,22 @@ def spectra_figure(wavelength_um, time_d, flux, *, time_label: str = "BJD_TDB", 
     ax_spec.grid(True, alpha=0.3)
     ax_spec.tick_params(labelbottom=False)
     if len(wave) > 1 and len(elapsed):
-        extent = (wave[0], wave[-1], elapsed.min() if len(elapsed) > 1 else 0, elapsed.max() if len(elapsed) > 1 else 1)
-        im = ax_img.imshow(rel, origin="lower", aspect="auto", extent=extent, cmap="RdBu_r", vmin=-lim, vmax=lim,
-                           interpolation="nearest")
+        extent = (
+            wave[0],
+            wave[-1],
+            elapsed.min() if len(elapsed) > 1 else 0,
+            elapsed.max() if len(elapsed) > 1 else 1,
+        )
+        im = ax_img.imshow(
+            rel,
+            origin="lower",
+            aspect="auto",
+            extent=extent,
+            cmap="RdBu_r",
+            vmin=-lim,
+            vmax=lim,
+            interpolation="nearest",
+        )
         fig.colorbar(im, cax=fig.add_subplot(gs[1, 1]), label="flux / median - 1 (%)")
     ax_img.set_xlabel("wavelength (um)")
     ax_img.set_ylabel(f"{tunit} since {time_label}\n{t0:.5f}")
