@@ -28,7 +28,7 @@ def leaf_commands(group=main, prefix=()):
             yield prefix + (name,)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # kept across xdist interleaving of modules
 def data(simulated, tmp_path_factory):
     return {
         "grism": simulated("grism", seed=31, **SMALL),
@@ -61,24 +61,94 @@ def commands(d):
     gs = [str(p) for k, p in s.items() if k.startswith("gs-fg")]
     return {
         ("info",): (["info", str(g["ramp"])], None),
-        ("simulate", "grism"): (["simulate", "grism", "-o", str(o / "sg"), "--nints", "2", "--ngroups", "2",
-                                 "--no-truth"], None),
-        ("simulate", "imaging"): (["simulate", "imaging", "-o", str(o / "si"), "--nints", "2", "--ngroups", "2",
-                                   "--subarray", "SUB64P", "--no-truth"], None),
-        ("simulate", "guider"): (["simulate", "guider", "-o", str(o / "ss"), "--nints", "2", "--ngroups", "2",
-                                  "--no-truth"], None),
+        ("simulate", "grism"): (
+            [
+                "simulate",
+                "grism",
+                "-o",
+                str(o / "sg"),
+                "--nints",
+                "2",
+                "--ngroups",
+                "2",
+                "--no-truth",
+            ],
+            None,
+        ),
+        ("simulate", "imaging"): (
+            [
+                "simulate",
+                "imaging",
+                "-o",
+                str(o / "si"),
+                "--nints",
+                "2",
+                "--ngroups",
+                "2",
+                "--subarray",
+                "SUB64P",
+                "--no-truth",
+            ],
+            None,
+        ),
+        ("simulate", "guider"): (
+            [
+                "simulate",
+                "guider",
+                "-o",
+                str(o / "ss"),
+                "--nints",
+                "2",
+                "--ngroups",
+                "2",
+                "--no-truth",
+            ],
+            None,
+        ),
         ("oneoverf",): (["oneoverf", str(g["ramp"]), "-o", str(o / "1f_ramp.fits")], o / "1f.png"),
-        ("rejump",): (["rejump", str(o / "1f_ramp.fits"), "-o", str(o / "j_ramp.fits"), "--sweep", "5,8"],
-                      o / "sweep.png"),
+        ("rejump",): (
+            ["rejump", str(o / "1f_ramp.fits"), "-o", str(o / "j_ramp.fits"), "--sweep", "5,8"],
+            o / "sweep.png",
+        ),
         ("rampfit",): (["rampfit", str(o / "j_ramp.fits"), "-o", str(o / "rateints.fits")], None),
-        ("widen-cutout",): (["widen-cutout", str(o / "rateints.fits"), "-o", str(o / "cutout.fits")], None),
-        ("spectra",): (["spectra", str(o / "cutout.fits"), "-o", str(o / "x1dints.fits"), "--white-light",
-                        str(o / "whtlt.ecsv")], o / "spectra.png"),
+        ("widen-cutout",): (
+            ["widen-cutout", str(o / "rateints.fits"), "-o", str(o / "cutout.fits")],
+            None,
+        ),
+        ("spectra",): (
+            [
+                "spectra",
+                str(o / "cutout.fits"),
+                "-o",
+                str(o / "x1dints.fits"),
+                "--white-light",
+                str(o / "whtlt.ecsv"),
+            ],
+            o / "spectra.png",
+        ),
         ("centroid",): (["centroid", str(i["rateints"]), "-o", str(o / "cen.ecsv")], o / "cen.png"),
-        ("photometry",): (["photometry", str(i["rateints"]), "-o", str(o / "phot.ecsv"), "--centroids",
-                           str(o / "cen.ecsv")], o / "phot.png"),
-        ("jitter-from-guidestar",): (["jitter-from-guidestar", *gs, "--science", str(s["rateints"]), "-o",
-                                      str(o / "jitter.fits")], o / "jitter.png"),
+        ("photometry",): (
+            [
+                "photometry",
+                str(i["rateints"]),
+                "-o",
+                str(o / "phot.ecsv"),
+                "--centroids",
+                str(o / "cen.ecsv"),
+            ],
+            o / "phot.png",
+        ),
+        ("jitter-from-guidestar",): (
+            [
+                "jitter-from-guidestar",
+                *gs,
+                "--science",
+                str(s["rateints"]),
+                "-o",
+                str(o / "jitter.fits"),
+            ],
+            o / "jitter.png",
+        ),
         ("plot",): (["plot", "lightcurve", str(o / "whtlt.ecsv"), "-o", str(o / "lc.png")], None),
     }
 
@@ -88,7 +158,9 @@ def test_every_subcommand_is_covered(data):
 
 
 def test_every_subcommand_prints_one_json_object(data):
-    for path, (args, png) in commands(data).items():  # in chain order: later ones read earlier outputs
+    for path, (args, png) in commands(
+        data
+    ).items():  # in chain order: later ones read earlier outputs
         if png is not None:
             args = [*args, "--plot", str(png)]
         obj = run_json(args)
@@ -104,8 +176,16 @@ def test_every_subcommand_prints_one_json_object(data):
             assert obj["nints"] == 2 and obj["kind"] == path[1]
             assert all(str(data["out"]) in v for v in obj["outputs"].values())
     # key figures are numbers a script can test
-    obj = run_json(["plot", "oneoverf", str(data["grism"]["ramp"]), str(data["out"] / "1f_ramp.fits"), "-o",
-                    str(data["out"] / "of.png")])
+    obj = run_json(
+        [
+            "plot",
+            "oneoverf",
+            str(data["grism"]["ramp"]),
+            str(data["out"] / "1f_ramp.fits"),
+            "-o",
+            str(data["out"] / "of.png"),
+        ]
+    )
     assert obj["row_rms_after"] < obj["row_rms_before"]
     assert np.isfinite(obj["row_rms_after"])
 
@@ -114,19 +194,40 @@ def test_plot_option_refused_before_any_work(data, tmp_path):
     png = tmp_path / "exists.png"
     png.write_bytes(b"x")
     out = tmp_path / "c.ecsv"
-    result = CliRunner().invoke(main, ["centroid", str(data["imaging"]["rateints"]), "-o", str(out),
-                                       "--plot", str(png)])
+    result = CliRunner().invoke(
+        main, ["centroid", str(data["imaging"]["rateints"]), "-o", str(out), "--plot", str(png)]
+    )
     assert result.exit_code == 2 and "exists" in result.stderr
     assert not out.exists()
-    result = CliRunner().invoke(main, ["centroid", str(data["imaging"]["rateints"]), "-o", str(out),
-                                       "--plot", str(tmp_path / "c.jpg")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "centroid",
+            str(data["imaging"]["rateints"]),
+            "-o",
+            str(out),
+            "--plot",
+            str(tmp_path / "c.jpg"),
+        ],
+    )
     assert result.exit_code == 2 and ".png" in result.stderr and not out.exists()
-    result = CliRunner().invoke(main, ["rejump", str(data["grism"]["ramp"]), "-o", str(tmp_path / "r.fits"),
-                                       "--plot", str(tmp_path / "s.png")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "rejump",
+            str(data["grism"]["ramp"]),
+            "-o",
+            str(tmp_path / "r.fits"),
+            "--plot",
+            str(tmp_path / "s.png"),
+        ],
+    )
     assert result.exit_code == 2 and "--sweep" in result.stderr
 
 
 def test_rejump_sweep_plot_without_report(data, tmp_path):
-    obj = run_json(["rejump", str(data["grism"]["ramp"]), "--sweep", "5,8", "--plot", str(tmp_path / "s.png")])
+    obj = run_json(
+        ["rejump", str(data["grism"]["ramp"]), "--sweep", "5,8", "--plot", str(tmp_path / "s.png")]
+    )
     assert obj["plot"] == str(tmp_path / "s.png")
     png_ok(tmp_path / "s.png")

@@ -80,7 +80,7 @@ def test_lightcurve_figure_reports_point_to_point_scatter():
     assert ppm == pytest.approx(1000, rel=0.15)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # kept across xdist interleaving of modules
 def outputs(simulated, tmp_path_factory):
     """A short chain on small simulated data: every kind of file ``plot`` reads."""
     g = simulated("grism", seed=41, nints=6, ngroups=3)
