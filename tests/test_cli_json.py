@@ -113,7 +113,7 @@ def commands(d):
         ("rampfit",): (["rampfit", str(o / "j_ramp.fits"), "-o", str(o / "rateints.fits")], None),
         ("widen-cutout",): (
             ["widen-cutout", str(o / "rateints.fits"), "-o", str(o / "cutout.fits")],
-            None,
+            o / "cutout.png",
         ),
         ("spectra",): (
             [

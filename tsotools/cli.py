@@ -815,9 +815,10 @@ def _parse_center(ctx, param, value):
 @click.option("--wavelengths-from", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
               help="Reuse the wavelengths (um) of a pipeline cutout (WAVELENGTH) or x1dints  [default: the "
                    "input's WAVELENGTH, else the in-flight F322W2/F444W polynomial, else NaN].")
+@plot_option("the input's first integration and the cutout at its subarray rows")
 @json_option
 @common_options
-def widen_cutout(input, output, overwrite, height, center, wavelengths_from, as_json):
+def widen_cutout(input, output, overwrite, height, center, wavelengths_from, plot, as_json):
     """Cut a taller grism cutout (SlitModel) from full-subarray rateints.
 
     The pipeline's extract_2d keeps 64 rows from row 0 whatever the subarray (JDox NC-TS02),
@@ -839,9 +840,10 @@ def widen_cutout(input, output, overwrite, height, center, wavelengths_from, as_
         params = CutoutParams(height=height, center=center)
     except ValueError as exc:
         raise TsoToolsError(f"invalid option: {exc}") from None
+    _check_plot(plot, overwrite, input, output)
     summary = run_widen_cutout(input, output, params=params, wavelengths_from=wavelengths_from,
                                overwrite=overwrite, progress=not _quiet())
-    report(summary, as_json)
+    report(_add_plot(summary, plot, "frame", [input, output], overwrite), as_json)
 
 
 # ------------------------------------------------------------------------- spectra
