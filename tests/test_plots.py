@@ -267,3 +267,24 @@ def test_plot_command_output_rules(outputs, tmp_path):
         ],
     )
     assert bad.exit_code == 2 and "--integration" in bad.stderr
+
+
+def test_figures_ignore_global_layout_settings(tmp_path):
+    """chromatic sets figure.constrained_layout.use on import; figures must not depend on it."""
+    import matplotlib
+
+    from tsotools.io import save_figure
+    from tsotools.plots.spectra import spectra_figure
+
+    rng = np.random.default_rng(5)
+    with matplotlib.rc_context({"figure.constrained_layout.use": True, "savefig.dpi": 300}):
+        figs = [
+            oneoverf_figure(rng.normal(size=(64, 256)), rng.normal(size=(64, 256))),
+            spectra_figure(
+                np.linspace(2.4, 4.0, 300), np.linspace(0, 0.01, 12), 1 + rng.random((12, 300))
+            ),
+            lightcurve_figure(np.linspace(0, 0.1, 50), 1 + rng.normal(0, 1e-3, 50)),
+        ]
+        for k, fig in enumerate(figs):
+            save_figure(fig, tmp_path / f"{k}.png")
+            png_ok(tmp_path / f"{k}.png")

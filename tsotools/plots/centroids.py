@@ -44,7 +44,7 @@ def centroids_figure(
 
     elapsed, tunit, t0 = time_axis(time_d)
     flag = np.zeros(len(elapsed), bool) if flag is None else np.asarray(flag) != 0
-    fig = Figure(figsize=(7.0, 4.8))
+    fig = Figure(layout="none", figsize=(7.0, 4.8))
     axes = fig.subplots(2, 1, sharex=True)
     for k, (ax, v, label) in enumerate(zip(axes, (x, y), labels)):
         v = np.asarray(v, dtype=float)

@@ -49,9 +49,11 @@ def frames_figure(
     extent_top = nrows or max(r + f.shape[0] for r, f in zip(row0s, frames))
     square = max(f.shape[1] for f in frames) <= 4 * extent_top  # imaging: keep pixels square
     if square:
-        fig = Figure(figsize=(5.6 * len(frames) if len(frames) > 1 else 6.4, 5.4))
+        fig = Figure(layout="none", figsize=(5.6 * len(frames) if len(frames) > 1 else 6.4, 5.4))
     else:
-        fig = Figure(figsize=(9.0, 1.2 + len(frames) * min(2.6, 0.02 * extent_top + 1.0)))
+        fig = Figure(
+            layout="none", figsize=(9.0, 1.2 + len(frames) * min(2.6, 0.02 * extent_top + 1.0))
+        )
     shape = (1, len(frames)) if square else (len(frames), 1)
     axes = fig.subplots(*shape, sharex=True, sharey=square, squeeze=False).ravel()
     for ax, frame, r0, label in zip(axes, frames, row0s, labels):

@@ -35,7 +35,7 @@ def jitter_figure(mjd, x_mas, y_mas, moves, integrations=None, title: str = ""):
     mjd = np.asarray(mjd, dtype=float)
     t0 = np.nanmin(mjd) if mjd.size else 0.0
     minutes = (mjd - t0) * _DAY_S / 60.0
-    fig = Figure(figsize=(8.0, 5.2))
+    fig = Figure(layout="none", figsize=(8.0, 5.2))
     axes = fig.subplots(2, 1, sharex=True)
     for ax, series, label, col in zip(axes, (x_mas, y_mas), ("X", "Y"), ("DX_MAS", "DY_MAS")):
         if series is not None:

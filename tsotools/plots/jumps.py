@@ -43,7 +43,7 @@ def sweep_figure(table, title: str = ""):
         if "best" in names
         else np.zeros(len(thr), bool)
     )
-    fig = Figure(figsize=(6.4, 4.2))
+    fig = Figure(layout="none", figsize=(6.4, 4.2))
     ax = fig.add_subplot()
     ax.plot(thr, noise, "o-", color="C0", label=nlabel)
     if best.any():

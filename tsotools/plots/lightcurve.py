@@ -103,7 +103,7 @@ def lightcurve_figure(
     rel = flux / norm
     size = bin_size or default_bin_size(len(rel))
     tb, fb, eb = bin_series(elapsed, rel, size)
-    fig = Figure(figsize=(7.0, 4.0))
+    fig = Figure(layout="none", figsize=(7.0, 4.0))
     ax = fig.add_subplot()
     if flux_err is not None:
         ax.errorbar(
@@ -175,7 +175,7 @@ def lightcurves_figure(
     step = step if step > 0 else 0.01
     size = bin_size or default_bin_size(rel.shape[1])
     cmap = colormaps["viridis"]
-    fig = Figure(figsize=(7.0, max(4.0, 0.35 * len(rel) + 2)))
+    fig = Figure(layout="none", figsize=(7.0, max(4.0, 0.35 * len(rel) + 2)))
     ax = fig.add_subplot()
     for k, (row, wave) in enumerate(zip(rel, wave_um)):
         color = cmap(k / max(1, len(rel) - 1))

@@ -81,7 +81,7 @@ def oneoverf_figure(
     spread = float(np.nanpercentile(np.abs(ref - centre), 99)) if ref.size else 1.0
     # the colour range shows the background noise (stripes), not the star
     lo, hi = centre - 2 * spread, centre + 2 * spread
-    fig = Figure(figsize=(9.0, 6.6))
+    fig = Figure(layout="none", figsize=(9.0, 6.6))
     gs = fig.add_gridspec(3, 2, width_ratios=(40, 1), height_ratios=(1, 1, 1))
     image_axes = []
     for k, (frame, name) in enumerate(((before, "before"), (after, "after"))):

@@ -29,7 +29,7 @@ def noise_figure(table, title: str = ""):
     from matplotlib.figure import Figure
 
     w = np.asarray(table["WIDTH"], dtype=float)
-    fig = Figure(figsize=(6.4, 4.2))
+    fig = Figure(layout="none", figsize=(6.4, 4.2))
     ax = fig.add_subplot()
     ax.loglog(w, table["SCATTER_PPM"], "o-", ms=3, label="measured (point to point)")
     ax.loglog(w, table["EXPECTED_PPM"], "--", label="independent columns (1/sqrt(N))")
@@ -90,7 +90,7 @@ def spectra_figure(wavelength_um, time_d, flux, *, time_label: str = "BJD_TDB", 
     white = white / np.nanmedian(white) if np.isfinite(white).any() else white
     finite = rel[np.isfinite(rel)]
     lim = float(np.percentile(np.abs(finite), 98)) if finite.size else 1.0
-    fig = Figure(figsize=(8.0, 6.4))
+    fig = Figure(layout="none", figsize=(8.0, 6.4))
     gs = fig.add_gridspec(3, 2, width_ratios=(40, 1), height_ratios=(1, 2.4, 1.2))
     ax_spec = fig.add_subplot(gs[0, 0])
     ax_img = fig.add_subplot(gs[1, 0], sharex=ax_spec)
