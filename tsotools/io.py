@@ -1150,7 +1150,8 @@ def _check_output(out_path, inputs, overwrite: bool) -> Path:
     if out.is_dir():
         raise OutputError(f"{out}: is a directory; give an output file name")
     for src in inputs:
-        if src and (os.path.abspath(src) == os.path.abspath(out) or (out.exists() and os.path.samefile(src, out))):
+        if src and (os.path.abspath(src) == os.path.abspath(out)
+                    or (out.exists() and os.path.exists(src) and os.path.samefile(src, out))):
             raise OutputError(f"{out}: is an input file; choose another output name")
     if out.exists() and not overwrite:
         raise OutputError(f"{out}: exists; use --overwrite to replace it")
