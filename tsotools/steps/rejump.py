@@ -450,9 +450,10 @@ class _SweepStats:
             wl = self.white[t]
             ppm = math.nan
             if self.npix_source and wl.size >= 3 and np.median(wl) != 0:
-                ppm = float(
-                    np.sqrt(np.mean(_second_difference(wl) ** 2) / 6) / abs(np.median(wl)) * 1e6
-                )
+                # robust: a transit's ingress and egress are outliers of the second difference
+                d2 = _second_difference(wl)
+                rms = 1.4826 * np.median(np.abs(d2 - np.median(d2))) / math.sqrt(6)
+                ppm = float(rms / abs(np.median(wl)) * 1e6)
             rate_noise = math.sqrt(self.sq[t] / self.count[t]) if self.count[t] else math.nan
             idx = flagged[t]
             rows.append(
@@ -494,12 +495,13 @@ class _SweepStats:
         tab.meta["comment"] = [
             "flagged_group_fraction: flagged pixel-groups / (nints * (ngroups - 1) * ny * nx)",
             "flagged_pixel_fraction: integration ramps with a jump / (nints * ny * nx)",
-            "whitelight_noise_ppm: rms of the second difference f[i+1] - 2 f[i] + f[i-1] "
-            "/ sqrt(6) of the per-integration summed rate f of the source pixels (median "
-            f"rate > {SOURCE_SNR:g} x its uncertainty), over its median (second differences "
-            "ignore smooth trends such as a transit)",
-            "rate_noise: the same rms of second differences of each light-sensitive pixel's "
-            "rate, over all pixels",
+            "whitelight_noise_ppm: 1.4826 x the median absolute deviation of the second "
+            "difference f[i+1] - 2 f[i] + f[i-1], / sqrt(6), of the per-integration summed rate "
+            f"f of the source pixels (median rate > {SOURCE_SNR:g} x its uncertainty), over its "
+            "median (second differences ignore smooth trends, the median ignores a transit's "
+            "ingress and egress)",
+            "rate_noise: the rms of second differences / sqrt(6) of each light-sensitive "
+            "pixel's rate, over all pixels",
             f"best: lowest {metric}",
         ]
         return tab
