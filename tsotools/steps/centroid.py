@@ -181,7 +181,9 @@ class PositionTracker:
                 gx, gy = float(np.sum(pos * near * xx) / wsum), float(np.sum(pos * near * yy) / wsum)
             x0, y0, radius, xe, ye = cen.donut_center(tmpl, (gx, gy))
             if not np.isfinite(x0):
-                raise ProductError(f"{self.prod.path}: no weak-lens donut found near ({gx:.1f}, {gy:.1f}); give --guess X,Y")
+                raise ProductError(f"{self.prod.path}: no weak-lens donut edge found near ({gx:.1f}, {gy:.1f}) in the "
+                                   f"{nx} x {ny} frame (a donut larger than the subarray cannot be centred); "
+                                   "give --guess X,Y if the star is elsewhere")
             self.donut_radius = radius
             box = p.box or 2 * int(math.ceil(radius + DONUT_MARGIN_PX)) + 1
         else:
