@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["NoiseAccumulator", "SpectralBins", "fit_depth", "make_bins", "sum_bins"]
+__all__ = ["NoiseAccumulator", "SpectralBins", "fit_depth", "make_bins", "p2p_ppm", "sum_bins"]
 
 
 @dataclass(frozen=True)
@@ -270,3 +270,25 @@ def fit_depth(flux, shape, err=None, *, baseline_order: int = 0):
     g[-1] = 1.0 / coef[0]
     depth_err = math.sqrt(float(g @ cov @ g) * scale)
     return float(depth), depth_err
+
+
+def p2p_ppm(rel) -> float:
+    """Robust point-to-point scatter of a normalized light curve, ppm.
+
+    1.4826 x the median absolute deviation of consecutive differences, over sqrt(2): a
+    transit's ingress and egress, a step or a few outliers do not enter.
+
+    Parameters
+    ----------
+    rel : float ndarray, shape (n,), flux / median; NaN points are left out
+
+    Returns
+    -------
+    float
+        NaN with fewer than 3 finite points.
+    """
+    rel = np.asarray(rel, dtype=float)
+    d = np.diff(rel[np.isfinite(rel)])
+    if d.size < 2:
+        return float("nan")
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2) * 1e6)

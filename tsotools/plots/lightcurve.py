@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..algorithms.lightcurves import p2p_ppm
 from . import time_axis
 
 __all__ = ["bin_series", "lightcurve_figure", "lightcurves_figure", "p2p_ppm"]
@@ -39,28 +40,6 @@ def bin_series(time, flux, size: int):
         if ok.sum() > 1:
             f_err[k] = f[ok].std(ddof=1) / np.sqrt(ok.sum())
     return t_bin, f_bin, f_err
-
-
-def p2p_ppm(rel) -> float:
-    """Robust point-to-point scatter of a normalized light curve, ppm.
-
-    1.4826 x the median absolute deviation of consecutive differences, over sqrt(2): a
-    transit's ingress and egress, a step or a few outliers do not enter.
-
-    Parameters
-    ----------
-    rel : float ndarray, shape (n,), flux / median; NaN points are left out
-
-    Returns
-    -------
-    float
-        NaN with fewer than 3 finite points.
-    """
-    rel = np.asarray(rel, dtype=float)
-    d = np.diff(rel[np.isfinite(rel)])
-    if d.size < 2:
-        return float("nan")
-    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2) * 1e6)
 
 
 def default_bin_size(n: int) -> int:

@@ -619,7 +619,7 @@ def run_spectra(input_path, output_path, *, params: ex.ExtractionParams | None =
     ok_shift = np.isfinite(shifts)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        wl_ppm = float(np.nanstd(np.diff(white)) / np.sqrt(2) / np.nanmedian(white) * 1e6) if n > 2 else float("nan")
+        wl_ppm = lc.p2p_ppm(white / np.nanmedian(white)) if np.isfinite(white).any() else float("nan")
     summary = {
         "input": str(input_path), "outputs": written, "nints": n, "method": params.method, "layout": layout,
         "background": params.background, "wavelengths": wave_source,
@@ -635,7 +635,7 @@ def run_spectra(input_path, output_path, *, params: ex.ExtractionParams | None =
     }
     summary["message"] = (
         f"wrote {output_path}: {n} spectra ({params.method}, {layout} layout), trace rms {trace.rms_px:.3f} px, "
-        f"shift rms {summary['shift_px']['rms'] or 0:.4f} px, white-light point-to-point {wl_ppm:.0f} ppm"
+        f"shift rms {summary['shift_px']['rms'] or 0:.4f} px, white-light point-to-point {wl_ppm:.0f} ppm (robust)"
         + (f", {len(failed)} integrations failed" if failed else "")
     )
     return summary
