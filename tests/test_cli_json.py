@@ -165,7 +165,9 @@ def test_every_subcommand_prints_one_json_object(data):
             args = [*args, "--plot", str(png)]
         obj = run_json(args)
         if path[0] == "info":
-            assert obj["kind"] == "ramp"
+            assert obj["kind"] == "ramp" and obj["command"] == "tsotools info"
+            several = run_json([*args, str(data["grism"]["rateints"])])
+            assert [f["kind"] for f in several["files"]] == ["ramp", "rateints"]
             continue
         assert obj["command"] == "tsotools " + " ".join(path)
         assert obj.get("message"), obj

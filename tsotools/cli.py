@@ -196,7 +196,8 @@ def main(ctx, debug):
 def info(files, as_json):
     """Summarize pipeline products: kind, mode, subarray, segment, steps applied.
 
-    Reads only headers and table extensions, so it is fast on files of any size.
+    Reads only headers and table extensions, so it is fast on files of any size. With
+    --json: one object, the file's summary, or {"files": [...]} for several files.
 
     Example:
 
@@ -210,7 +211,9 @@ def info(files, as_json):
         with open_product(path) as prod:
             summaries.append(summarize(prod))
     if as_json:
-        click.echo(json.dumps(summaries if len(summaries) > 1 else summaries[0], default=_jsonable, indent=1))
+        obj = {"command": "tsotools info", **summaries[0]} if len(summaries) == 1 else \
+            {"command": "tsotools info", "files": summaries}
+        click.echo(json.dumps(obj, default=_jsonable, indent=1))
     else:
         click.echo("\n\n".join(format_summary(s) for s in summaries))
 
