@@ -146,10 +146,19 @@ def _median_model(frames: _Frames, sample) -> tuple[np.ndarray, np.ndarray | Non
         warnings.simplefilter("ignore", RuntimeWarning)
         for g in range(frames.ngroups):
             stack = np.stack([frames.read_plane(int(i), g) for i in sample])
-            med[g] = np.nanmedian(stack, axis=0)
+            med[g] = _fast_nanmedian(stack)
         if frames.has_err:
             err2 = np.nanmedian(np.stack([frames.read_err2(int(i)) for i in sample]), axis=0)
     return med, err2
+
+
+def _fast_nanmedian(stack):
+    """``np.nanmedian(stack, axis=0)``, with the (much faster) plain median where no value is NaN."""
+    out = np.median(stack, axis=0)
+    holes = np.isnan(out)
+    if holes.any():
+        out[holes] = np.nanmedian(stack[:, holes], axis=0)
+    return out
 
 
 def _cds(cube):
