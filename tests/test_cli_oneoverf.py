@@ -189,10 +189,59 @@ def binning_ratios(err, widths=(1, 2, 5, 10, 20, 50, 100, 200)):
     return np.array(out)
 
 
-@pytest.mark.xfail(strict=True, reason="issue #3 point 2 not met: SUBGRISM64 rateints (24 x 3) box white light "
-                   "after correction differs from the truth without 1/f by 2.1x its photon noise (rms) and "
-                   "-620 ppm on average (-170 ppm with 400 integrations): light rows are corrected ~1.7 DN/s "
-                   "more than the reference rows; trace-row stripes are photon-limited")
+def row_method_bounds(raw, truth, rows=slice(28, 41), cols=slice(4, 1748)):
+    """What no row method can beat on the white light (box of :func:`_box_light`), from the truth.
+
+    * ``scale_sigma``: with an unknown level per amplifier row and frame, the flux in rows the
+      trace fills is the fitted scale times the model, and only the model's contrast within
+      rows tells the scale (Fisher information sum_r sum_j w_j (M_j - Mbar_r)^2, w = 1 /
+      RATE_VAR, reference pixels weighted as the darkest light pixel): its error on the
+      white light, in units of the white light's photon sigma.
+    * ``floor_ppm``: the truth's 1/f averaged over the integrations, relative to each
+      amplifier's reference rows (which anchor its level), summed over the box: static in
+      time, it cannot be told from the scene in rows the trace fills.
+    """
+    with open_product(raw) as prod, fits.open(truth, memmap=True) as t:
+        geo = prod.info.geometry
+        rate = t["RATE"].section[0].astype(float)
+        var = t["RATE_VAR"].data.astype(float)
+        mean_p = np.mean([t["ONEOVERF_RATE"].section[i].astype(float) for i in range(prod.nints)], axis=0)
+    ref = geo.reference_mask()
+    w = np.where(ref, 1 / var[~ref].min(), 1 / var)
+    info, floor = 0.0, 0.0
+    for x0, x1 in geo.amplifiers:
+        m, wa = rate[:, x0:x1], w[:, x0:x1]
+        mbar = (wa * m).sum(axis=1, keepdims=True) / wa.sum(axis=1, keepdims=True)
+        info += float((wa * (m - mbar) ** 2).sum())
+        level = mean_p[:, x0:x1][ref[:, x0:x1].all(axis=1)].mean()
+        c0, c1 = max(x0, cols.start), min(x1, cols.stop)
+        if c1 > c0:
+            floor += float((mean_p[rows, c0:c1] - level).sum())
+    box = rate[rows, cols].sum()
+    photon = np.sqrt(var[rows, cols].sum())
+    return {"scale_sigma": box / np.sqrt(info) / photon, "floor_ppm": 1e6 * floor / box}
+
+
+def test_point2_at_the_row_method_bounds(g64):
+    """The white light sits at what a row method can reach (the issue's targets: next test)."""
+    wl, clean, sigma, _, _ = _box_light(g64["sim"]["rateints"], g64["rateints"], g64["sim"]["truth"])
+    b = row_method_bounds(g64["sim"]["rateints"], g64["sim"]["truth"])
+    z = (wl - clean) / sigma
+    mean_ppm = 1e6 * np.mean(wl - clean) / np.mean(clean)
+    err_ppm = 1e6 * np.std(wl - clean) / np.mean(clean) / np.sqrt(len(wl))
+    print(f"white light minus truth without 1/f: {np.std(z):.2f} photon sigma rms (scale bound "
+          f"{b['scale_sigma']:.2f}), mean {mean_ppm:.0f} +- {err_ppm:.0f} ppm (floor {b['floor_ppm']:.0f} ppm)")
+    assert b["scale_sigma"] > 1.5  # why the issue's "within photon noise" is out of reach here
+    assert np.std(z) < 1.15 * b["scale_sigma"]
+    assert abs(mean_ppm - b["floor_ppm"]) < 3 * err_ppm
+
+
+@pytest.mark.xfail(strict=True, reason="issue #3 point 2 not reachable by a row method on SUBGRISM64 F322W2 "
+                   "(NOUTPUTS=4): the trace fills its rows in 3 amplifiers, where the flux is the fitted scale "
+                   "times the model; the Fisher bound on that scale (unknown level per amplifier row) puts the "
+                   "white light 2.1x its photon sigma off (measured 2.09x), and the truth's 1/f averaged over "
+                   "the 24 integrations sums to -494 ppm over the box (measured mean -620 ppm; -170 ppm "
+                   "with 400 integrations): see test_point2_at_the_row_method_bounds")
 def test_point2_star_untouched(g64):
     wl, clean, sigma, _, _ = _box_light(g64["sim"]["rateints"], g64["rateints"], g64["sim"]["truth"])
     z = (wl - clean) / sigma
@@ -202,14 +251,34 @@ def test_point2_star_untouched(g64):
     assert np.std(z) < 1.2  # "within its photon noise" (24 integrations: the rms is known to 15 %)
 
 
+def ideal_column_errors(raw, truth, rows=slice(28, 41), cols=slice(4, 1748)):
+    """Column errors (box rows summed) after the ideal row method of point 1 (truth-based)."""
+    out = []
+    with open_product(raw) as prod, fits.open(truth, memmap=True) as t:
+        geo = prod.info.geometry
+        use = ~geo.reference_mask()
+        for i in range(prod.nints):
+            d, rate = prod.read("SCI", i).astype(float), t["RATE"].section[i].astype(float)
+            c = d.copy()
+            for x0, x1 in geo.amplifiers:
+                c[:, x0:x1] -= np.nanmedian(np.where(use[:, x0:x1], (d - rate)[:, x0:x1], np.nan), axis=1)[:, None]
+            ok = np.isfinite(c)
+            out.append(np.where(ok, c - rate, 0)[rows, cols].sum(axis=0))
+    return np.array(out)
+
+
 @pytest.mark.xfail(strict=True, reason="issue #3 point 3 not met: binned scatter / (sqrt(N) x one column's) is "
-                   "1.00-1.06 up to N=20 but 1.16, 1.25, 1.41 at N=50, 100, 200 (before: 12.6 at N=200)")
+                   "1.00-1.06 up to N=20 but 1.16, 1.25, 1.41 at N=50, 100, 200 (before: 12.6 at N=200; the "
+                   "ideal row method of point 1 on the same data: 0.97-1.07): what is left is the time-series "
+                   "model's static mean 1/f (point 2's floor), common to every column of a row")
 def test_point3_binning(g64):
     _, _, _, after, before = _box_light(g64["sim"]["rateints"], g64["rateints"], g64["sim"]["truth"])
     ra, rb = binning_ratios(after), binning_ratios(before)
+    ri = binning_ratios(ideal_column_errors(g64["sim"]["rateints"], g64["sim"]["truth"]))
     print("binned scatter / sqrt(N) x one column's, N = 1, 2, 5, 10, 20, 50, 100, 200")
     print("  before:", np.round(rb, 3))
     print("  after: ", np.round(ra, 3))
+    print("  ideal row method:", np.round(ri, 3))
     assert rb[-1] > 2  # before correction the stripes add up coherently
     assert np.all(np.abs(ra - 1) <= 0.2)
 
