@@ -34,7 +34,6 @@ __all__ = [
     "OneOverFParams",
     "estimate_frame",
     "fit_scene",
-    "fit_scale_within_rows",
     "predict_scene",
     "predict_pixels",
     "profile_shift",
@@ -446,88 +445,6 @@ def fit_scene(values, model_values, derivs, weights, groups=None) -> np.ndarray:
         if keep.sum() >= 2 * ncols and not keep.all():
             coef = np.linalg.lstsq(a[keep], b[keep], rcond=None)[0]
     return coef[:3]
-
-
-def fit_scale_within_rows(values, model_values, weights, labels, derivs=None, clip_sigma=5.0) -> np.ndarray:
-    """Flux scale (and pointing terms) of a frame against a model, with an unknown offset per row.
-
-    Solves ``values = s * model + ax * dM/dx + ay * dM/dy + c[label]`` by weighted least
-    squares, the constants ``c`` (one per amplifier row: its offset and 1/f) eliminated
-    exactly by taking each label's weighted mean out of the values and of every regressor.
-    That is the Fisher-optimal scale when every amplifier row has an unknown level: only
-    the model's contrast *within* a row (the trace against the background, the spectrum's
-    slope, lines and the filter edges along it) tells the scale, and rows that hold
-    background pixels dominate it. One pass of clipping at ``clip_sigma`` (cosmic rays).
-
-    Parameters
-    ----------
-    values : float ndarray, shape (npix,)
-        The frame at the chosen pixels (for a ramp: last group minus first), DN or DN/s.
-    model_values : float ndarray, shape (npix,)
-        The scene model at the same pixels, same unit.
-    weights : float ndarray, shape (npix,)
-        Inverse variances; 0, NaN values or NaN weights leave a pixel out.
-    labels : int ndarray, shape (npix,)
-        Row label of each pixel (amplifier * ny + row), >= 0.
-    derivs : float ndarray, shape (2, npix), optional
-        d(model)/dx and d(model)/dy (:func:`scene_derivatives`); without them only the scale
-        is fitted.
-    clip_sigma : float
-        Pixels whose residual exceeds this many robust standard deviations are refitted
-        without.
-
-    Returns
-    -------
-    coef : float64 ndarray, shape (3,)
-        ``(s, ax, ay)`` (shift terms in model units per pixel, 0 without ``derivs``). NaN
-        when the model has no contrast within any row or fewer than 10 pixels are usable.
-    """
-    v = np.asarray(values, dtype=np.float64)
-    m = np.asarray(model_values, dtype=np.float64)
-    w = np.asarray(weights, dtype=np.float64)
-    lab = np.asarray(labels, dtype=np.intp)
-    if m.shape != v.shape or w.shape != v.shape or lab.shape != v.shape or v.ndim != 1:
-        raise ValueError("values, model_values, weights and labels must be 1-D of one length")
-    regs = [m]
-    if derivs is not None:
-        d = np.asarray(derivs, dtype=np.float64)
-        if d.shape != (2,) + v.shape:
-            raise ValueError(f"derivs must have shape (2, {v.size}), got {d.shape}")
-        regs += [d[0], d[1]]
-    x = np.stack(regs)
-    ok = np.isfinite(v) & np.isfinite(w) & (w > 0) & np.isfinite(x).all(axis=0)
-    if lab.size and lab.min() < 0:
-        raise ValueError("labels must be >= 0")
-    out = np.zeros(3)
-    out[0] = np.nan
-    nlab = int(lab.max()) + 1 if lab.size else 1
-    for it in range(2):
-        if ok.sum() < 10:
-            return out
-        wk = np.where(ok, w, 0.0)
-        sw = np.bincount(lab, wk, nlab)
-        sw = np.where(sw > 0, sw, 1.0)
-        vd = v - (np.bincount(lab, wk * np.where(ok, v, 0), nlab) / sw)[lab]
-        xd = np.stack([r - (np.bincount(lab, wk * np.where(ok, r, 0), nlab) / sw)[lab] for r in x])
-        xd[:, ~ok] = 0
-        vd[~ok] = 0
-        a = (xd * wk) @ xd.T
-        b = (xd * wk) @ vd
-        if not np.isfinite(a).all() or a[0, 0] <= 0:
-            return out
-        coef = np.linalg.lstsq(a, b, rcond=1e-12)[0]
-        if it == 1:
-            break
-        res = (vd - coef @ xd) * np.sqrt(wk)
-        s = robust_std(res[ok])
-        if not np.isfinite(s) or s <= 0:
-            break
-        clip = ok & (np.abs(res) > clip_sigma * s)
-        if not clip.any():
-            break
-        ok &= ~clip
-    out[: coef.size] = coef
-    return out
 
 
 def predict_scene(model, derivs, index, coef, out=None) -> np.ndarray:
