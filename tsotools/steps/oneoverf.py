@@ -46,6 +46,9 @@ PIXEL_BAD = dqflags.DO_NOT_USE
 #: Integrations from which the per-pixel response to flux and pointing is learned.
 _LEARN_INTS = 10
 _CLEAN_ROWS = True
+#: Bytes of per-integration cleaning (row levels, outlier pixels) kept from the scene pass
+#: for the correction pass; integrations beyond it are cleaned again.
+_CACHE_BYTES = 64 << 20
 _FIT_ERRORS = (ValueError, ArithmeticError, FloatingPointError, np.linalg.LinAlgError)
 
 
@@ -250,22 +253,22 @@ def run_oneoverf(input_path, output_path, *, params: oof.OneOverFParams | None =
         src_amp = geo.amplifier_map()[src % nx] if src.size else np.zeros(0, int)
         coefs = np.full((nints, 3), np.nan)
         sky = np.zeros(ngroups)
-        model = median
-        winv = None
         quiet = not progress
 
         # 2. time-series scene model: clipped temporal mean, scaled and shifted per integration
         scene = None
+        winv_of = None  # inverse variance of group g, float32 (ny, nx)
         if method == "timeseries":
             scene = _SceneModel(frames, median, median_err2, mask, params, quiet)
             coefs[:] = scene.u
-            winv = _inverse_variance(frames, scene.mean, err2=scene.err2)
-            sky, cleaning, stripes = _clean_model(scene.mean, winv, mask, frames, params, apply=False)
+            sky, cleaning, stripes = _clean_model(scene.mean, scene.winv, mask, frames, params)
             scene.set_cleaning(cleaning, stripes)
-            winv = _inverse_variance(frames, scene.mean, err2=scene.err2)
-        elif method == "background" and model is not None:
-            winv = _inverse_variance(frames, model, err2=median_err2)
-            sky = _clean_model(model, winv, mask, frames, params)[0]
+            winv_of = scene.winv
+        elif method == "background" and median is not None:
+            def winv_of(g):
+                return _inverse_variance(frames, median[g], err2=median_err2)
+
+            sky = _clean_model(lambda g: median[g], winv_of, mask, frames, params)[0]
 
         # 3. correct and write
         bg_weight_mask = light & ~mask if method == "background" else None
@@ -279,16 +282,18 @@ def run_oneoverf(input_path, output_path, *, params: oof.OneOverFParams | None =
         with writer, progress_bar("oneoverf", total=nints, enabled=not quiet) as advance:
             for i in range(nints):
                 data, bad = frames.read(i)
-                out = np.empty_like(data)
+                out = data  # corrected in place, group by group
                 try:
-                    scene_i = scene.predict(i, data, bad) if scene is not None else None
+                    sums = scene.begin(i) if scene is not None else None
                     for g in range(ngroups):
-                        est = _estimate(method, data[g], bad[g], g, scene_i, winv, amps, geo,
+                        scene_g = scene.predict_group(i, g, data[g], bad[g], sums) if scene is not None else None
+                        est = _estimate(method, data[g], bad[g], scene_g, winv_of, g, amps, geo,
                                         refcols, reference, bg_weight_mask, params)
+                        del scene_g
                         corr = est.correction
                         if method == "background" and sky[g]:
                             corr = corr - np.float32(sky[g]) * light
-                        np.subtract(data[g], corr, out=out[g])
+                        out[g] -= corr
                         _collect(stats, est)
                     failed = False
                 except _FIT_ERRORS as exc:
@@ -407,13 +412,14 @@ def _bounding_box(mask):
     return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
-def _estimate(method, frame, bad, g, scene, winv, amps, geo, refcols, reference, bg_mask, params):
+def _estimate(method, frame, bad, scene, winv_of, g, amps, geo, refcols, reference, bg_mask, params):
     if method == "timeseries":
-        resid = frame - scene[g]
-        weights = np.where(bad, np.float32(0), winv[g])
+        resid = frame - scene
+        weights = winv_of(g)
+        weights[bad] = 0
     elif method == "background":
         resid = frame
-        weights = np.where(bad | ~bg_mask, np.float32(0), winv[g] if winv is not None else np.float32(1))
+        weights = np.where(bad | ~bg_mask, np.float32(0), winv_of(g) if winv_of is not None else np.float32(1))
     else:  # refpix
         resid = frame
         weights = (reference & ~bad).astype(np.float32)
@@ -442,8 +448,14 @@ class _SceneModel:
     undersampled PSF's response to sub-pixel shifts, which no analytic derivative does).
     The x shift (along dispersion, well sampled) uses the mean's x derivative.
 
-    :meth:`predict` evaluates the model for integration i from the sums without i (leave
-    one out), so an integration's own noise never enters its scene and cannot be absorbed.
+    :meth:`predict_group` evaluates the model for integration i from the sums without i
+    (leave one out), so an integration's own noise never enters its scene and cannot be
+    absorbed. The cleaned integration it needs is rebuilt from what the first pass kept
+    (row levels and the replaced pixels, up to :data:`_CACHE_BYTES`), which gives the same
+    values as cleaning it again.
+
+    Memory: the median and the running total, (ngroups, ny, nx) float32 each; the mean and
+    the inverse variances are computed per group when needed.
     """
 
     def __init__(self, frames: _Frames, median, median_err2, mask, params, quiet):
@@ -452,6 +464,7 @@ class _SceneModel:
         ngroups, n = frames.ngroups, frames.nints
         self.median = median
         self.err2 = median_err2
+        self._median_err2 = median_err2
         self.mask = mask
         self.params = params
         self.src = np.flatnonzero(mask.ravel())
@@ -460,7 +473,8 @@ class _SceneModel:
         self.box = _bounding_box(mask)
         self.background = ~mask
         self.dmed = np.stack([oof.scene_derivatives(median[g], self.src) for g in range(ngroups)])
-        self._winv_med = _inverse_variance(frames, median, err2=median_err2)
+        ends = (0, ngroups - 1)
+        winv_ends = np.stack([_inverse_variance(frames, median[g], err2=median_err2) for g in ends])
         self.learn = n >= _LEARN_INTS
         self.k = 2 if self.learn else 1
         self.n = n
@@ -468,24 +482,31 @@ class _SceneModel:
         self.sprod = np.zeros((ngroups, self.k, self.src.size), dtype=np.float64)
         self.su, self.suu = np.zeros(3), np.zeros((3, 3))
         self.u = np.zeros((n, 3))
+        self._cache = {}
+        self._cache_bytes = 0
         err2 = np.zeros((frames.ny, frames.nx), dtype=np.float64) if frames.has_err else None
         nerr = np.zeros((frames.ny, frames.nx), dtype=np.uint32) if frames.has_err else None
         with progress_bar("oneoverf: scene model", total=n, enabled=not quiet) as advance:
             for i in range(n):
                 data, bad = frames.read(i)
                 try:
-                    u = _fit_integration(data, bad, median, self.dmed, self._winv_med, self.src, self.src_amp,
+                    u = _fit_integration(data, bad, median, self.dmed, winv_ends, self.src, self.src_amp,
                                          self.box, geo.amplifiers)
                 except _FIT_ERRORS:
                     u = np.full(3, np.nan)
                 if not np.isfinite(u).all() or u[0] <= 0:
                     u = np.array([1.0, 0.0, 0.0])
                 self.u[i] = u
-                clean = self.clean_values(data, bad, u)
-                self.total += clean
-                if self.src.size:
-                    vals = clean.reshape(ngroups, -1)[:, self.src]
-                    self.sprod += u[None, : self.k, None] * vals[:, None, :]
+                levels, outliers = [], []
+                for g in range(ngroups):
+                    clean, lev, out_idx = self._clean_group(g, data[g], bad[g], u)
+                    self.total[g] += clean
+                    if self.src.size:
+                        vals = clean.reshape(-1)[self.src]
+                        self.sprod[g] += u[: self.k, None] * vals[None, :]
+                    levels.append(lev)
+                    outliers.append(out_idx)
+                self._remember(i, levels, outliers)
                 self.su += u
                 self.suu += np.outer(u, u)
                 if err2 is not None:
@@ -493,69 +514,116 @@ class _SceneModel:
                     ok = np.isfinite(e2) & ~bad[0]
                     err2 += np.where(ok, e2, 0.0)
                     nerr += ok
+                del data, bad
                 advance()
         if err2 is not None:
             with np.errstate(invalid="ignore", divide="ignore"):
                 self.err2 = np.where(nerr > 0, err2 / np.maximum(nerr, 1), np.nan)
-        self.mean = self.total / np.float32(n)
         self.cleaning = np.zeros((ngroups, frames.nx), dtype=np.float32)
         self.stripes = np.zeros((ngroups, frames.ny, len(geo.amplifiers)), dtype=np.float32)
-        self.dxmean = np.stack([oof.scene_derivatives(self.mean[g], self.src)[0] for g in range(ngroups)])
-        log.debug("scene model: %s", "per-pixel response to flux and y shift" if self.learn else "mean scaled by flux")
+        self.dxmean = np.stack([oof.scene_derivatives(self.mean(g), self.src)[0] for g in range(ngroups)])
+        log.debug("scene model: %s; %d of %d integrations' cleaning kept (%.1f MB)",
+                  "per-pixel response to flux and y shift" if self.learn else "mean scaled by flux",
+                  len(self._cache), n, self._cache_bytes / 2**20)
 
-    def clean_values(self, data, bad, u):
-        """The integration with offsets and row drifts out and outliers replaced by the median fit."""
-        geo = self.frames.geometry
+    def mean(self, g):
+        """Temporal mean of group g (cleaned once :meth:`set_cleaning` was called): float32 (ny, nx)."""
+        m = self.total[g] / np.float32(self.n)
+        m -= self.cleaning[g][None, :] + self.stripes[g][:, self.amap]
+        return m
+
+    def winv(self, g):
+        """Inverse variance of group g from the mean: float32 (ny, nx)."""
+        return _inverse_variance(self.frames, self.mean(g), err2=self.err2)
+
+    def _pred(self, g, u):
         coef = (u[0], -u[0] * u[2], -u[0] * u[1])
-        out = np.empty_like(data)
-        winv = self._winv_med
-        for g in range(data.shape[0]):
-            pred = oof.predict_scene(self.median[g], self.dmed[g], self.src, coef)
-            resid = data[g] - pred
-            levels = oof.row_levels(resid, self.background & ~bad[g], geo.amplifiers,
-                                    min_pixels=self.params.min_row_pixels)[:, self.amap]
-            keep = ~bad[g] & (np.abs(resid - levels) * np.sqrt(winv[g]) < np.float32(7.5))
-            out[g] = np.where(keep, data[g] - levels, pred)
+        return oof.predict_scene(self.median[g], self.dmed[g], self.src, coef)
+
+    def _clean_group(self, g, data_g, bad_g, u):
+        """Group g with offsets and row drifts out and outliers replaced by the median fit.
+
+        Returns the cleaned plane, the row levels (ny, namps) float32 and the flat indices
+        of the good pixels replaced as outliers.
+        """
+        geo = self.frames.geometry
+        pred = self._pred(g, u)
+        resid = data_g - pred
+        lev = oof.row_levels(resid, self.background & ~bad_g, geo.amplifiers, min_pixels=self.params.min_row_pixels)
+        levels = lev[:, self.amap]
+        winv = _inverse_variance(self.frames, self.median[g], err2=self._median_err2)
+        np.subtract(resid, levels, out=resid)
+        np.abs(resid, out=resid)
+        resid *= np.sqrt(winv, out=winv)
+        keep = resid < np.float32(7.5)
+        keep &= ~bad_g
+        out = np.subtract(data_g, levels, out=resid)
+        np.copyto(out, pred, where=~keep)
+        outliers = np.flatnonzero(~keep & ~bad_g).astype(np.int32)
+        return out, lev, outliers
+
+    def _remember(self, i, levels, outliers):
+        """Keep integration i's row levels and outlier pixels for the second pass, within budget."""
+        lev = np.stack(levels)
+        nbytes = lev.nbytes + sum(o.nbytes for o in outliers)
+        if self._cache_bytes + nbytes <= _CACHE_BYTES:
+            self._cache[i] = (lev, outliers)
+            self._cache_bytes += nbytes
+
+    def _clean_again(self, i, g, data_g, bad_g, u):
+        """The cleaned group g of integration i, as the first pass made it."""
+        if i not in self._cache:
+            return self._clean_group(g, data_g, bad_g, u)[0]
+        lev, outliers = self._cache[i]
+        out = data_g - lev[g][:, self.amap]
+        pred = self._pred(g, u)
+        np.copyto(out, pred, where=bad_g)
+        flat, pflat = out.reshape(-1), pred.reshape(-1)
+        flat[outliers[g]] = pflat[outliers[g]]
         return out
 
     def set_cleaning(self, columns, stripes):
         """Per-column (ngroups, nx) and per-row (ngroups, ny, namps) corrections of the mean."""
         self.cleaning = np.asarray(columns, dtype=np.float32)
         self.stripes = np.asarray(stripes, dtype=np.float32)
-        for g in range(self.mean.shape[0]):
-            self.mean[g] -= self.cleaning[g][None, :] + self.stripes[g][:, self.amap]
 
-    def predict(self, i, data, bad):
-        """Scene of integration i from the other integrations: float32 (ngroups, ny, nx)."""
-        n1 = self.n - 1
+    def begin(self, i):
+        """Regressor sums without integration i, for :meth:`predict_group`."""
         u = self.u[i]
-        clean = self.clean_values(data, bad, u)
         su = self.su - u
         suu = self.suu - np.outer(u, u)
-        ubar = su / n1
+        return u, su, suu, su / (self.n - 1)
+
+    def predict_group(self, i, g, data_g, bad_g, sums):
+        """Scene of group g of integration i from the other integrations: float32 (ny, nx)."""
+        n1 = self.n - 1
+        u, su, suu, ubar = sums
         k = self.k
-        out = np.empty_like(data)
-        for g in range(data.shape[0]):
-            mean_g = ((self.total[g] - clean[g]) / np.float32(n1) - self.cleaning[g][None, :]
-                      - self.stripes[g][:, self.amap])
-            out[g] = mean_g
-            if not self.src.size:
-                continue
-            flat = out[g].reshape(-1)
-            c = clean[g].reshape(-1)[self.src]
-            mean_src_raw = (self.total[g].reshape(-1)[self.src] - c) / n1
-            if self.learn:
-                b, _ = oof.solve_pixel_regression(mean_src_raw, self.sprod[g] - u[:k, None] * c[None, :],
-                                                  su[:k], suu[:k, :k], n1)
-                flat[self.src] += ((u[:k] - ubar[:k]) @ b).astype(np.float32)
-            else:
-                flat[self.src] *= np.float32(u[0] / ubar[0])
-            flat[self.src] -= np.float32(u[0] * (u[2] - ubar[2])) * self.dxmean[g]
+        clean = self._clean_again(i, g, data_g, bad_g, u)
+        out = self.total[g] - clean
+        out /= np.float32(n1)
+        out -= self.cleaning[g][None, :]
+        out -= self.stripes[g][:, self.amap]
+        if not self.src.size:
+            return out
+        flat = out.reshape(-1)
+        c = clean.reshape(-1)[self.src]
+        mean_src_raw = (self.total[g].reshape(-1)[self.src] - c) / n1
+        if self.learn:
+            b, _ = oof.solve_pixel_regression(mean_src_raw, self.sprod[g] - u[:k, None] * c[None, :],
+                                              su[:k], suu[:k, :k], n1)
+            flat[self.src] += ((u[:k] - ubar[:k]) @ b).astype(np.float32)
+        else:
+            flat[self.src] *= np.float32(u[0] / ubar[0])
+        flat[self.src] -= np.float32(u[0] * (u[2] - ubar[2])) * self.dxmean[g]
         return out
 
 
-def _clean_model(model, winv, mask, frames: _Frames, params, apply=True):
-    """Remove the model's own amplifier offsets and odd/even columns in place, keeping the sky.
+def _clean_model(model_of, winv_of, mask, frames: _Frames, params):
+    """Measure the model's own amplifier offsets, odd/even columns and row stripes, keeping the sky.
+
+    ``model_of(g)`` and ``winv_of(g)`` give group g of the model and its inverse variance,
+    float32 (ny, nx) (new arrays, or views not modified here).
 
     The temporal mean still holds the mean of the pre-amp offsets; each amplifier's offset is
     measured on its reference pixels (which see no light), so the sky and the star's wings
@@ -572,26 +640,27 @@ def _clean_model(model, winv, mask, frames: _Frames, params, apply=True):
         Background level of the light-sensitive pixels above the reference pixels, per
         group (0 where no amplifier has reference pixels).
     cleaning : float32 ndarray, shape (ngroups, nx)
-        The per-column correction (offsets + odd/even) taken off (if ``apply``).
+        The per-column correction (offsets + odd/even) to take off.
     stripes : float32 ndarray, shape (ngroups, ny, namps)
-        The row stripes taken off each amplifier (if ``apply``).
+        The row stripes to take off each amplifier.
     """
     geo = frames.geometry
     ref = frames.reference
     usable = ~mask & ~ref
-    sky = np.zeros(model.shape[0])
-    cleaning = np.zeros((model.shape[0], model.shape[2]), dtype=np.float32)
+    ngroups = frames.ngroups
+    sky = np.zeros(ngroups)
+    cleaning = np.zeros((ngroups, frames.nx), dtype=np.float32)
     namps = len(geo.amplifiers)
-    stripes = np.zeros((model.shape[0], model.shape[1], namps), dtype=np.float32)
+    stripes = np.zeros((ngroups, frames.ny, namps), dtype=np.float32)
     dark = usable & ~mask.any(axis=0)[None, :]
     no_shrink = replace(params, shrink=False)
-    amap = geo.amplifier_map()
-    for g in range(model.shape[0]):
-        w = np.where(usable & np.isfinite(model[g]), winv[g], np.float32(0))
-        est = oof.estimate_frame(model[g], w, geo.amplifiers, params, xstart=geo.xstart, reference_columns=())
+    for g in range(ngroups):
+        model_g, winv_g = model_of(g), winv_of(g)
+        w = np.where(usable & np.isfinite(model_g), winv_g, np.float32(0))
+        est = oof.estimate_frame(model_g, w, geo.amplifiers, params, xstart=geo.xstart, reference_columns=())
         ref_off = np.full(len(geo.amplifiers), np.nan)
         for a, (x0, x1) in enumerate(geo.amplifiers):
-            vals = model[g][:, x0:x1][ref[:, x0:x1]]
+            vals = model_g[:, x0:x1][ref[:, x0:x1]]
             vals = vals[np.isfinite(vals)]
             if vals.size >= params.min_row_pixels:
                 ref_off[a] = np.median(vals)
@@ -605,13 +674,11 @@ def _clean_model(model, winv, mask, frames: _Frames, params, apply=True):
             parity = np.where((geo.xstart + np.arange(x0, x1)) % 2 == 0, est.parity[a, 0], est.parity[a, 1])
             cleaning[g, x0:x1] = ref_off[a] + parity
         if dark.any() and _CLEAN_ROWS:
-            w = np.where(dark & np.isfinite(model[g]), winv[g], np.float32(0))
-            rows = oof.estimate_frame(model[g] - cleaning[g][None, :], w, geo.amplifiers, params,
+            w = np.where(dark & np.isfinite(model_g), winv_g, np.float32(0))
+            rows = oof.estimate_frame(model_g - cleaning[g][None, :], w, geo.amplifiers, params,
                                       xstart=geo.xstart, reference_columns=())
             for a in range(namps):
                 measured = rows.row_source[a] == 0
                 if measured.sum() >= 2:
                     stripes[g, measured, a] = rows.rows[a, measured] - np.median(rows.rows[a, measured])
-        if apply:
-            model[g] -= cleaning[g][None, :] + stripes[g][:, amap]
     return sky, cleaning, stripes
