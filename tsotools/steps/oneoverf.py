@@ -48,7 +48,7 @@ _LEARN_INTS = 10
 _CLEAN_ROWS = True
 #: Bytes of per-integration cleaning (row levels, outlier pixels) kept from the scene pass
 #: for the correction pass; integrations beyond it are cleaned again.
-_CACHE_BYTES = 64 << 20
+_CACHE_BYTES = 32 << 20
 _FIT_ERRORS = (ValueError, ArithmeticError, FloatingPointError, np.linalg.LinAlgError)
 
 
@@ -82,16 +82,27 @@ class _Frames:
         # reference pixels flagged DO_NOT_USE for science still carry the noise
         self.pixel_bad &= ~ref
 
-    def read(self, i):
-        """Integration ``i``: data float32 (ngroups, ny, nx) and bad bool (ngroups, ny, nx)."""
-        sci = self.prod.read("SCI", i)
-        data = np.asarray(sci, dtype=np.float32).reshape(self.ngroups, self.ny, self.nx)
-        bad = ~np.isfinite(data)
-        bad |= self.pixel_bad[None]
-        if self.has_dq:
-            dq = self.prod.read(self.dq_ext, i).reshape(self.ngroups, self.ny, self.nx)
-            flag = GROUP_BAD if self.ramp else PIXEL_BAD
-            bad |= ((dq & flag) != 0) & ~self.reference[None]
+    def read(self, i, data=None, bad=None):
+        """Integration ``i``: data float32 (ngroups, ny, nx) and bad bool (ngroups, ny, nx).
+
+        ``data`` and ``bad`` are filled when given (buffers reused from one integration to
+        the next); a ramp is read group by group, so reading needs one group's bytes on top.
+        """
+        shape = (self.ngroups, self.ny, self.nx)
+        data = np.empty(shape, dtype=np.float32) if data is None else data
+        bad = np.empty(shape, dtype=bool) if bad is None else bad
+        flag = GROUP_BAD if self.ramp else PIXEL_BAD
+        for g in range(self.ngroups):
+            if self.ramp:
+                np.copyto(data[g], read_group(self.prod, "SCI", i, g), casting="unsafe")
+            else:
+                np.copyto(data[g], self.prod.read("SCI", i), casting="unsafe")
+            np.isfinite(data[g], out=bad[g])
+            np.logical_not(bad[g], out=bad[g])
+            bad[g] |= self.pixel_bad
+            if self.has_dq:
+                dq = read_group(self.prod, self.dq_ext, i, g) if self.ramp else self.prod.read(self.dq_ext, i)
+                bad[g] |= ((dq & flag) != 0) & ~self.reference
         return data, bad
 
     def read_plane(self, i, g):
@@ -264,6 +275,9 @@ def run_oneoverf(input_path, output_path, *, params: oof.OneOverFParams | None =
             sky, cleaning, stripes = _clean_model(scene.mean, scene.winv, mask, frames, params)
             scene.set_cleaning(cleaning, stripes)
             winv_of = scene.winv
+            if scene.all_remembered:
+                scene.release_median()
+                median = median_err2 = None
         elif method == "background" and median is not None:
             def winv_of(g):
                 return _inverse_variance(frames, median[g], err2=median_err2)
@@ -279,9 +293,10 @@ def run_oneoverf(input_path, output_path, *, params: oof.OneOverFParams | None =
         writer = derive_product(prod, output_path, replace, tool="oneoverf", overwrite=overwrite,
                                 params={"method": method, **{k: v for k, v in params.as_dict().items() if k != "method"},
                                         "mask": mask_from})
+        data = bad = None
         with writer, progress_bar("oneoverf", total=nints, enabled=not quiet) as advance:
             for i in range(nints):
-                data, bad = frames.read(i)
+                data, bad = frames.read(i, data, bad)
                 out = data  # corrected in place, group by group
                 try:
                     sums = scene.begin(i) if scene is not None else None
@@ -486,9 +501,10 @@ class _SceneModel:
         self._cache_bytes = 0
         err2 = np.zeros((frames.ny, frames.nx), dtype=np.float64) if frames.has_err else None
         nerr = np.zeros((frames.ny, frames.nx), dtype=np.uint32) if frames.has_err else None
+        data = bad = None
         with progress_bar("oneoverf: scene model", total=n, enabled=not quiet) as advance:
             for i in range(n):
-                data, bad = frames.read(i)
+                data, bad = frames.read(i, data, bad)
                 try:
                     u = _fit_integration(data, bad, median, self.dmed, winv_ends, self.src, self.src_amp,
                                          self.box, geo.amplifiers)
@@ -514,8 +530,8 @@ class _SceneModel:
                     ok = np.isfinite(e2) & ~bad[0]
                     err2 += np.where(ok, e2, 0.0)
                     nerr += ok
-                del data, bad
                 advance()
+        del data, bad
         if err2 is not None:
             with np.errstate(invalid="ignore", divide="ignore"):
                 self.err2 = np.where(nerr > 0, err2 / np.maximum(nerr, 1), np.nan)
@@ -560,26 +576,39 @@ class _SceneModel:
         out = np.subtract(data_g, levels, out=resid)
         np.copyto(out, pred, where=~keep)
         outliers = np.flatnonzero(~keep & ~bad_g).astype(np.int32)
-        return out, lev, outliers
+        return out, lev, (outliers, pred.reshape(-1)[outliers])
 
     def _remember(self, i, levels, outliers):
-        """Keep integration i's row levels and outlier pixels for the second pass, within budget."""
+        """Keep integration i's row levels and outliers (index, value) for the second pass, within budget."""
         lev = np.stack(levels)
-        nbytes = lev.nbytes + sum(o.nbytes for o in outliers)
+        nbytes = lev.nbytes + sum(o[0].nbytes + o[1].nbytes for o in outliers)
         if self._cache_bytes + nbytes <= _CACHE_BYTES:
             self._cache[i] = (lev, outliers)
             self._cache_bytes += nbytes
 
+    @property
+    def all_remembered(self) -> bool:
+        """True when every integration's cleaning is kept: the median is then no longer needed."""
+        return len(self._cache) == self.n
+
+    def release_median(self):
+        """Drop the median and its derivatives (only valid when :attr:`all_remembered`)."""
+        if self.all_remembered:
+            self.median = self.dmed = None
+
     def _clean_again(self, i, g, data_g, bad_g, u):
-        """The cleaned group g of integration i, as the first pass made it."""
+        """The cleaned group g of integration i, as the first pass made it.
+
+        From the cache, pixels flagged bad in this integration keep ``data - level``
+        instead of the median fit: they carry zero weight in the estimate and every other
+        pixel's scene is computed pixel by pixel, so the result is the same.
+        """
         if i not in self._cache:
             return self._clean_group(g, data_g, bad_g, u)[0]
         lev, outliers = self._cache[i]
         out = data_g - lev[g][:, self.amap]
-        pred = self._pred(g, u)
-        np.copyto(out, pred, where=bad_g)
-        flat, pflat = out.reshape(-1), pred.reshape(-1)
-        flat[outliers[g]] = pflat[outliers[g]]
+        idx, values = outliers[g]
+        out.reshape(-1)[idx] = values
         return out
 
     def set_cleaning(self, columns, stripes):
