@@ -170,11 +170,21 @@ def robust_std(values) -> float:
 
     Large arrays are thinned to an even stride of about :data:`MAX_SAMPLES` values.
     """
-    v = _thin(values)
-    if v.size == 0:
-        return float("nan")
-    med = np.median(v)
-    return float(1.482602218505602 * np.median(np.abs(v - med)))
+    return _median_and_std(_thin(values))[1]
+
+
+def _median_and_std(sample) -> tuple[float, float]:
+    """Median and 1.4826 MAD of a (thinned) sample; NaN, NaN if empty."""
+    if sample.size == 0:
+        return float("nan"), float("nan")
+    med = np.median(sample)
+    return med, float(1.482602218505602 * np.median(np.abs(sample - med)))
+
+
+def _thinned_index(usable) -> np.ndarray:
+    """Flat indices of the usable pixels, thinned as :func:`_thin` thins ``values[usable]``."""
+    idx = np.flatnonzero(usable)
+    return idx[:: max(1, idx.size // MAX_SAMPLES)]
 
 
 def _running_mean(sums, weights, counts, window):
@@ -241,43 +251,59 @@ def estimate_frame(frame, weights, amplifiers, params: OneOverFParams = OneOverF
     for a, (x0, x1) in enumerate(amplifiers):
         r = np.asarray(frame[:, x0:x1], dtype=np.float32)
         w = np.asarray(weights[:, x0:x1], dtype=np.float32)
-        usable = (w > 0) & np.isfinite(r) & np.isfinite(w)
+        usable = w > 0
+        usable &= np.isfinite(r)
+        usable &= np.isfinite(w)
         pc = np.zeros(x1 - x0, dtype=np.float32)
         par_cols.append(pc)
         ref_stats.append(None)
-        if not usable.any():
+        sample = _thinned_index(usable)
+        if sample.size == 0:
             continue
         rv = np.where(usable, r, np.float32(0))
         wv = np.where(usable, w, np.float32(0))
         sw = np.sqrt(wv)
-        centre = np.float32(np.median(_thin(rv[usable])))
-        dev = np.abs(rv - centre) * sw
-        scale = np.float32(robust_std(dev[usable] * np.sign((rv - centre)[usable])))
+        rflat, sflat = rv.reshape(-1), sw.reshape(-1)
+        centre = np.float32(np.median(rflat[sample]))
+        # the signed deviation (rv - centre) * sw on the thinned sample, its robust scale
+        scale = np.float32(_median_and_std((rflat[sample] - centre) * sflat[sample])[1])
+        buf = np.subtract(rv, centre)  # work arrays of the amplifier, reused below
+        np.abs(buf, out=buf)
+        buf *= sw
         if not np.isfinite(scale) or scale <= 0:
-            scale = np.float32(max(float(np.std(dev[usable])), 1e-30))
-        keep = usable & (dev < params.outlier_sigma * scale)
+            scale = np.float32(max(float(np.std(buf[usable])), 1e-30))
+        keep = buf < params.outlier_sigma * scale
+        keep &= usable
+        wk = np.multiply(wv, keep)
 
         if params.oddeven and x1 - x0 >= 2:
-            even = ((xstart + np.arange(x0, x1)) % 2) == 0
-            wk = np.where(keep, wv, np.float32(0))
-            we, wo = float(wk[:, even].sum()), float(wk[:, ~even].sum())
+            ev = slice((xstart + x0) % 2, None, 2)  # columns of even full-frame index
+            od = slice(1 - (xstart + x0) % 2, None, 2)
+            we, wo = float(wk[:, ev].sum()), float(wk[:, od].sum())
             if we > 0 and wo > 0:
-                me = float((wk[:, even] * (rv[:, even] - centre)).sum()) / we
-                mo = float((wk[:, ~even] * (rv[:, ~even] - centre)).sum()) / wo
+                me = float((wk[:, ev] * (rv[:, ev] - centre)).sum()) / we
+                mo = float((wk[:, od] * (rv[:, od] - centre)).sum()) / wo
                 half = 0.5 * (me - mo)
-                pc[even], pc[~even] = half, -half
+                pc[ev], pc[od] = half, -half
                 parity[a] = (half, -half)
-        rc = rv - pc[None, :]
+        rc = rv
+        rc -= pc[None, :]
 
         mu = np.zeros(ny)
+        threshold = np.float32(params.clip_sigma * scale)
         for it in range(params.clip_iters + 1):
-            wk = np.where(keep, wv, np.float32(0))
             wsum = wk.sum(axis=1, dtype=np.float64)
             ok = wsum > 0
-            mu = np.where(ok, (wk * rc).sum(axis=1, dtype=np.float64) / np.where(ok, wsum, 1), 0.0)
+            np.multiply(wk, rc, out=buf)
+            mu = np.where(ok, buf.sum(axis=1, dtype=np.float64) / np.where(ok, wsum, 1), 0.0)
             if it == params.clip_iters:
                 break
-            keep = usable & (np.abs(rc - mu[:, None].astype(np.float32)) * sw < params.clip_sigma * scale)
+            np.subtract(rc, mu[:, None].astype(np.float32), out=buf)
+            np.abs(buf, out=buf)
+            buf *= sw
+            np.less(buf, threshold, out=keep)
+            keep &= usable
+            np.multiply(wv, keep, out=wk)
         count = keep.sum(axis=1)
         good = count >= params.min_row_pixels
         rows[a, good] = mu[good]
@@ -583,15 +609,19 @@ def row_levels(frame, usable, amplifiers, window=9, min_pixels=16) -> np.ndarray
     y = np.arange(ny)
     kernel = np.ones(int(window))
     for a, (x0, x1) in enumerate(amplifiers):
+        f = frame[:, x0:x1]
         u = usable[:, x0:x1]
-        if not u.any():
+        sample = _thin(f[u])
+        if sample.size == 0:
             continue
-        v = np.where(u, frame[:, x0:x1], 0).astype(np.float64)
-        med = float(np.median(_thin(frame[:, x0:x1][u])))
-        scale = robust_std(frame[:, x0:x1][u])
+        med, scale = _median_and_std(sample)
+        med = float(med)
         if np.isfinite(scale) and scale > 0:
-            u = u & (np.abs(np.where(u, frame[:, x0:x1], med) - med) < 5 * scale)
-            v = np.where(u, v, 0)
+            with np.errstate(invalid="ignore"):
+                u = np.abs(f - med) < 5 * scale
+            u &= usable[:, x0:x1]
+        v = np.zeros(f.shape, dtype=np.float64)
+        np.copyto(v, f, where=u)
         n = u.sum(axis=1).astype(np.float64)
         ok = n >= min_pixels
         if not ok.any():

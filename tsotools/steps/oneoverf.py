@@ -185,7 +185,12 @@ def _inverse_variance(frames: _Frames, model, err2=None):
     if frames.ramp:
         gain = default_gain(frames.prod.info.detector or "")
         v0 = np.float32(READ_NOISE_DN**2 + KTC_NOISE_DN**2)
-        var = v0 + np.clip(np.nan_to_num(model), 0, None) / np.float32(gain)
+        # v0 + clip(nan_to_num(model), 0, None) / gain, in place: NaN and -inf count as 0
+        var = np.fmax(model, np.float32(0), dtype=np.float32)
+        np.minimum(var, np.finfo(np.float32).max, out=var)
+        var /= np.float32(gain)
+        var += v0
+        return np.divide(np.float32(1), var, out=var)
     elif err2 is not None:
         var = np.array(np.broadcast_to(err2, model.shape), dtype=np.float32)
         ok = np.isfinite(var) & (var > 0)
@@ -490,6 +495,10 @@ class _SceneModel:
         self.dmed = np.stack([oof.scene_derivatives(median[g], self.src) for g in range(ngroups)])
         ends = (0, ngroups - 1)
         winv_ends = np.stack([_inverse_variance(frames, median[g], err2=median_err2) for g in ends])
+        # sqrt of the median's inverse variance, for the outlier test; kept for this pass only
+        self._sqrt_winv_med = np.empty(median.shape, dtype=np.float32)
+        for g in range(ngroups):
+            np.sqrt(_inverse_variance(frames, median[g], err2=median_err2), out=self._sqrt_winv_med[g])
         self.learn = n >= _LEARN_INTS
         self.k = 2 if self.learn else 1
         self.n = n
@@ -532,6 +541,7 @@ class _SceneModel:
                     nerr += ok
                 advance()
         del data, bad
+        self._sqrt_winv_med = None
         if err2 is not None:
             with np.errstate(invalid="ignore", divide="ignore"):
                 self.err2 = np.where(nerr > 0, err2 / np.maximum(nerr, 1), np.nan)
@@ -545,8 +555,8 @@ class _SceneModel:
     def mean(self, g):
         """Temporal mean of group g (cleaned once :meth:`set_cleaning` was called): float32 (ny, nx)."""
         m = self.total[g] / np.float32(self.n)
-        m -= self.cleaning[g][None, :] + self.stripes[g][:, self.amap]
-        return m
+        cs = self.cleaning[g][None, :] + self.stripes[g][:, self.amap]
+        return np.subtract(m, cs, out=m)
 
     def winv(self, g):
         """Inverse variance of group g from the mean: float32 (ny, nx)."""
@@ -566,17 +576,25 @@ class _SceneModel:
         pred = self._pred(g, u)
         resid = data_g - pred
         lev = oof.row_levels(resid, self.background & ~bad_g, geo.amplifiers, min_pixels=self.params.min_row_pixels)
-        levels = lev[:, self.amap]
-        winv = _inverse_variance(self.frames, self.median[g], err2=self._median_err2)
-        np.subtract(resid, levels, out=resid)
+        self._minus_levels(resid, lev, out=resid)
         np.abs(resid, out=resid)
-        resid *= np.sqrt(winv, out=winv)
+        if self._sqrt_winv_med is not None:
+            resid *= self._sqrt_winv_med[g]
+        else:
+            winv = _inverse_variance(self.frames, self.median[g], err2=self._median_err2)
+            resid *= np.sqrt(winv, out=winv)
         keep = resid < np.float32(7.5)
         keep &= ~bad_g
-        out = np.subtract(data_g, levels, out=resid)
+        out = self._minus_levels(data_g, lev, out=resid)
         np.copyto(out, pred, where=~keep)
         outliers = np.flatnonzero(~keep & ~bad_g).astype(np.int32)
         return out, lev, (outliers, pred.reshape(-1)[outliers])
+
+    def _minus_levels(self, plane, levels, out):
+        """``plane - levels[:, amap]`` (one level per row and amplifier), into ``out``."""
+        for a, (x0, x1) in enumerate(self.frames.geometry.amplifiers):
+            np.subtract(plane[:, x0:x1], levels[:, a, None], out=out[:, x0:x1])
+        return out
 
     def _remember(self, i, levels, outliers):
         """Keep integration i's row levels and outliers (index, value) for the second pass, within budget."""
@@ -606,7 +624,7 @@ class _SceneModel:
         if i not in self._cache:
             return self._clean_group(g, data_g, bad_g, u)[0]
         lev, outliers = self._cache[i]
-        out = data_g - lev[g][:, self.amap]
+        out = self._minus_levels(data_g, lev[g], out=np.empty_like(data_g))
         idx, values = outliers[g]
         out.reshape(-1)[idx] = values
         return out
@@ -629,10 +647,10 @@ class _SceneModel:
         u, su, suu, ubar = sums
         k = self.k
         clean = self._clean_again(i, g, data_g, bad_g, u)
-        out = self.total[g] - clean
+        out = np.subtract(self.total[g], clean, out=clean if self.src.size == 0 else None)
         out /= np.float32(n1)
         out -= self.cleaning[g][None, :]
-        out -= self.stripes[g][:, self.amap]
+        self._minus_levels(out, self.stripes[g], out=out)
         if not self.src.size:
             return out
         flat = out.reshape(-1)
