@@ -34,6 +34,7 @@ __all__ = [
     "OneOverFParams",
     "estimate_frame",
     "fit_scene",
+    "median_of_planes",
     "predict_scene",
     "predict_pixels",
     "profile_shift",
@@ -173,12 +174,93 @@ def robust_std(values) -> float:
     return _median_and_std(_thin(values))[1]
 
 
+def _median(values):
+    """``np.median`` of a 1-D array, from one single-index partition.
+
+    The same value as ``np.median`` (whose two-index partition, plus the NaN check, costs
+    about ten times more on float arrays): the lower middle of an even count is the
+    largest value left of the upper middle; NaN anywhere gives NaN.
+    """
+    v = np.asarray(values)
+    n = v.size
+    if n == 0 or v.dtype.kind != "f" or np.isnan(v).any():
+        return np.median(v)
+    k = n // 2
+    part = np.partition(v, k)
+    if n % 2:
+        return part[k]
+    return np.mean(np.array([part[:k].max(), part[k]], dtype=part.dtype))
+
+
+#: Most planes :func:`median_of_planes` sorts with a network (191 comparators for 32);
+#: beyond, ``np.median`` is faster.
+MAX_NETWORK_PLANES = 32
+
+
+def _merge_sort_network(n: int) -> list[tuple[int, int]]:
+    """Comparators (i, j), i < j, of Batcher's odd-even merge sort of n = 2**m wires."""
+    pairs = []
+    p = 1
+    while p < n:
+        k = p
+        while k >= 1:
+            for j in range(k % p, n - k, 2 * k):
+                for i in range(min(k, n - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return pairs
+
+
+def median_of_planes(stack, overwrite_input: bool = False) -> np.ndarray:
+    """Median over the first axis of a few planes: ``np.median(stack, axis=0)``, faster.
+
+    Up to :data:`MAX_NETWORK_PLANES` planes are sorted pixel by pixel with Batcher's
+    odd-even merge-sort network (element-wise minimum and maximum of whole planes, padded
+    with +inf to a power of two), about 8x faster than ``np.median`` for 15 planes and
+    equal to it: a NaN in any plane reaches every output of the network, so such pixels
+    are NaN as with ``np.median`` (use ``np.nanmedian`` on them).
+
+    Parameters
+    ----------
+    stack : float ndarray, shape (k, ...)
+        The planes, any float dtype and unit.
+    overwrite_input : bool
+        Allow the planes of ``stack`` to be reordered in place (saves one copy).
+
+    Returns
+    -------
+    median : ndarray, shape stack.shape[1:]
+        Same dtype as ``np.median`` gives (the input's float dtype).
+    """
+    stack = np.asarray(stack)
+    k = stack.shape[0] if stack.ndim else 0
+    if stack.ndim < 2 or k == 0 or k > MAX_NETWORK_PLANES or stack.dtype.kind != "f":
+        return np.median(stack, axis=0)
+    if k == 1:
+        return stack[0].copy()
+    n = 1 << (k - 1).bit_length()
+    wires = [stack[i] if overwrite_input else stack[i].copy() for i in range(k)]
+    wires += [np.full(stack.shape[1:], np.inf, dtype=stack.dtype) for _ in range(n - k)]
+    spare = np.empty_like(wires[0])
+    for a, b in _merge_sort_network(n):
+        np.minimum(wires[a], wires[b], out=spare)
+        np.maximum(wires[a], wires[b], out=wires[b])
+        wires[a], spare = spare, wires[a]
+    m = k // 2
+    if k % 2:
+        return wires[m].copy() if overwrite_input else wires[m]
+    out = np.add(wires[m - 1], wires[m])
+    return np.true_divide(out, 2, out=out, casting="unsafe")
+
+
 def _median_and_std(sample) -> tuple[float, float]:
     """Median and 1.4826 MAD of a (thinned) sample; NaN, NaN if empty."""
     if sample.size == 0:
         return float("nan"), float("nan")
-    med = np.median(sample)
-    return med, float(1.482602218505602 * np.median(np.abs(sample - med)))
+    med = _median(sample)
+    return med, float(1.482602218505602 * _median(np.abs(sample - med)))
 
 
 def _thinned_index(usable) -> np.ndarray:
@@ -264,7 +346,7 @@ def estimate_frame(frame, weights, amplifiers, params: OneOverFParams = OneOverF
         wv = np.where(usable, w, np.float32(0))
         sw = np.sqrt(wv)
         rflat, sflat = rv.reshape(-1), sw.reshape(-1)
-        centre = np.float32(np.median(rflat[sample]))
+        centre = np.float32(_median(rflat[sample]))
         # the signed deviation (rv - centre) * sw on the thinned sample, its robust scale
         scale = np.float32(_median_and_std((rflat[sample] - centre) * sflat[sample])[1])
         buf = np.subtract(rv, centre)  # work arrays of the amplifier, reused below

@@ -168,7 +168,7 @@ def _median_model(frames: _Frames, sample) -> tuple[np.ndarray, np.ndarray | Non
 
 def _fast_nanmedian(stack):
     """``np.nanmedian(stack, axis=0)``, with the (much faster) plain median where no value is NaN."""
-    out = np.median(stack, axis=0)
+    out = oof.median_of_planes(stack)  # np.median(stack, axis=0); the stack stays as it is for the holes
     holes = np.isnan(out)
     if holes.any():
         out[holes] = np.nanmedian(stack[:, holes], axis=0)
