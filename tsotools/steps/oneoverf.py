@@ -180,13 +180,17 @@ def _cds(cube):
     return cube[-1] - cube[0] if cube.shape[0] > 1 else cube[0]
 
 
-def _inverse_variance(frames: _Frames, model, err2=None):
-    """Inverse variance per group from the model level (ramps) or the mean ERR^2 (cubes)."""
+def _inverse_variance(frames: _Frames, model, err2=None, overwrite=False):
+    """Inverse variance per group from the model level (ramps) or the mean ERR^2 (cubes).
+
+    ``overwrite``: a float32 ``model`` may be overwritten with the result.
+    """
     if frames.ramp:
         gain = default_gain(frames.prod.info.detector or "")
         v0 = np.float32(READ_NOISE_DN**2 + KTC_NOISE_DN**2)
         # v0 + clip(nan_to_num(model), 0, None) / gain, in place: NaN and -inf count as 0
-        var = np.fmax(model, np.float32(0), dtype=np.float32)
+        reuse = overwrite and isinstance(model, np.ndarray) and model.dtype == np.float32
+        var = np.fmax(model, np.float32(0), dtype=np.float32, out=model if reuse else None)
         np.minimum(var, np.finfo(np.float32).max, out=var)
         var /= np.float32(gain)
         var += v0
@@ -554,13 +558,14 @@ class _SceneModel:
 
     def mean(self, g):
         """Temporal mean of group g (cleaned once :meth:`set_cleaning` was called): float32 (ny, nx)."""
-        m = self.total[g] / np.float32(self.n)
-        cs = self.cleaning[g][None, :] + self.stripes[g][:, self.amap]
-        return np.subtract(m, cs, out=m)
+        m = np.divide(self.total[g], np.float32(self.n))
+        for a, (x0, x1) in enumerate(self.frames.geometry.amplifiers):
+            m[:, x0:x1] -= self.cleaning[g][None, x0:x1] + self.stripes[g][:, a, None]
+        return m
 
     def winv(self, g):
         """Inverse variance of group g from the mean: float32 (ny, nx)."""
-        return _inverse_variance(self.frames, self.mean(g), err2=self.err2)
+        return _inverse_variance(self.frames, self.mean(g), err2=self.err2, overwrite=True)
 
     def _pred(self, g, u):
         coef = (u[0], -u[0] * u[2], -u[0] * u[1])
