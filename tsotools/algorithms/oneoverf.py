@@ -330,33 +330,42 @@ def estimate_frame(frame, weights, amplifiers, params: OneOverFParams = OneOverF
     par_cols = []
     ref_stats = []
     ref_scale = np.ones(namps)
+    # work arrays, one amplifier's worth, reused from one amplifier to the next
+    size = ny * max(x1 - x0 for x0, x1 in amplifiers)
+    work32 = [np.empty(size, dtype=np.float32) for _ in range(5)]
+    work8 = [np.empty(size, dtype=bool) for _ in range(3)]
     for a, (x0, x1) in enumerate(amplifiers):
         r = np.asarray(frame[:, x0:x1], dtype=np.float32)
         w = np.asarray(weights[:, x0:x1], dtype=np.float32)
-        usable = w > 0
-        usable &= np.isfinite(r)
-        usable &= np.isfinite(w)
+        shape, m = (ny, x1 - x0), ny * (x1 - x0)
+        rv, wv, sw, buf, wk = (b[:m].reshape(shape) for b in work32)
+        usable, keep, test = (b[:m].reshape(shape) for b in work8)
+        np.greater(w, 0, out=usable)
+        usable &= np.isfinite(r, out=test)
+        usable &= np.isfinite(w, out=test)
         pc = np.zeros(x1 - x0, dtype=np.float32)
         par_cols.append(pc)
         ref_stats.append(None)
         sample = _thinned_index(usable)
         if sample.size == 0:
             continue
-        rv = np.where(usable, r, np.float32(0))
-        wv = np.where(usable, w, np.float32(0))
-        sw = np.sqrt(wv)
+        rv.fill(0)
+        np.copyto(rv, r, where=usable)
+        wv.fill(0)
+        np.copyto(wv, w, where=usable)
+        np.sqrt(wv, out=sw)
         rflat, sflat = rv.reshape(-1), sw.reshape(-1)
         centre = np.float32(_median(rflat[sample]))
         # the signed deviation (rv - centre) * sw on the thinned sample, its robust scale
         scale = np.float32(_median_and_std((rflat[sample] - centre) * sflat[sample])[1])
-        buf = np.subtract(rv, centre)  # work arrays of the amplifier, reused below
+        np.subtract(rv, centre, out=buf)
         np.abs(buf, out=buf)
         buf *= sw
         if not np.isfinite(scale) or scale <= 0:
             scale = np.float32(max(float(np.std(buf[usable])), 1e-30))
-        keep = buf < params.outlier_sigma * scale
+        np.less(buf, params.outlier_sigma * scale, out=keep)
         keep &= usable
-        wk = np.multiply(wv, keep)
+        np.multiply(wv, keep, out=wk)
 
         if params.oddeven and x1 - x0 >= 2:
             ev = slice((xstart + x0) % 2, None, 2)  # columns of even full-frame index
