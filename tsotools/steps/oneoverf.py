@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
@@ -50,6 +51,30 @@ _CLEAN_ROWS = True
 #: for the correction pass; integrations beyond it are cleaned again.
 _CACHE_BYTES = 32 << 20
 _FIT_ERRORS = (ValueError, ArithmeticError, FloatingPointError, np.linalg.LinAlgError)
+
+
+def _load_malloc_trim():
+    """glibc's ``malloc_trim``, or None on other C libraries."""
+    try:
+        import ctypes
+        import ctypes.util
+
+        return ctypes.CDLL(ctypes.util.find_library("c") or None).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return None
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def _release_free_memory() -> None:
+    """Hand freed heap memory back to the system (glibc keeps freed blocks of a few MB).
+
+    Called once per integration: planes of a few MB are allocated and freed by the
+    thousand, and glibc would otherwise keep tens of MB of them resident.
+    """
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -302,10 +327,24 @@ def run_oneoverf(input_path, output_path, *, params: oof.OneOverFParams | None =
         writer = derive_product(prod, output_path, replace, tool="oneoverf", overwrite=overwrite,
                                 params={"method": method, **{k: v for k, v in params.as_dict().items() if k != "method"},
                                         "mask": mask_from})
-        data = bad = None
-        with writer, progress_bar("oneoverf", total=nints, enabled=not quiet) as advance:
+        # integrations are corrected in place in two data buffers used in turn: while one is
+        # computed, a writer thread converts and writes the other (one write in flight)
+        buffers, bad, pending = [None, None], None, None
+
+        def write(i, out, failed):
+            writer.write("SCI", i, out.reshape(prod.shape("SCI")[1:]))
+            if frames.has_dq:
+                dq = prod.read(frames.dq_ext, i)
+                if failed:
+                    dq = dq | np.asarray(dqflags.DO_NOT_USE, dtype=dq.dtype)
+                writer.write(frames.dq_ext, i, dq)
+
+        with (writer, ThreadPoolExecutor(max_workers=1, thread_name_prefix="oneoverf-write") as pool,
+              progress_bar("oneoverf", total=nints, enabled=not quiet) as advance):
             for i in range(nints):
-                data, bad = frames.read(i, data, bad)
+                _release_free_memory()
+                data, bad = frames.read(i, buffers[i % 2], bad)
+                buffers[i % 2] = data
                 out = data  # corrected in place, group by group
                 try:
                     sums = scene.begin(i) if scene is not None else None
@@ -326,13 +365,12 @@ def run_oneoverf(input_path, output_path, *, params: oof.OneOverFParams | None =
                     out[:] = np.nan
                     failed = True
                     stats["failed"].append(prod.info.intstart + i)
-                writer.write("SCI", i, out.reshape(prod.shape("SCI")[1:]))
-                if frames.has_dq:
-                    dq = prod.read(frames.dq_ext, i)
-                    if failed:
-                        dq = dq | np.asarray(dqflags.DO_NOT_USE, dtype=dq.dtype)
-                    writer.write(frames.dq_ext, i, dq)
+                if pending is not None:
+                    pending.result()  # the other buffer is free again; re-raises a write error
+                pending = pool.submit(write, i, out, failed)
                 advance()
+            if pending is not None:
+                pending.result()
 
     elapsed = time.perf_counter() - t0
     rows_rms = float(np.median(stats["rows_rms"])) if stats["rows_rms"] else float("nan")
@@ -517,6 +555,7 @@ class _SceneModel:
         data = bad = None
         with progress_bar("oneoverf: scene model", total=n, enabled=not quiet) as advance:
             for i in range(n):
+                _release_free_memory()
                 data, bad = frames.read(i, data, bad)
                 try:
                     u = _fit_integration(data, bad, median, self.dmed, winv_ends, self.src, self.src_amp,
