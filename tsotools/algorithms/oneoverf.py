@@ -167,7 +167,7 @@ def _thin(values: np.ndarray) -> np.ndarray:
 
 
 def robust_std(values) -> float:
-    """Standard deviation from the median absolute deviation (1.4826 MAD), NaN if empty.
+    """Return the standard deviation from the median absolute deviation (1.4826 MAD), NaN if empty.
 
     Large arrays are thinned to an even stride of about :data:`MAX_SAMPLES` values.
     """
@@ -198,7 +198,7 @@ MAX_NETWORK_PLANES = 32
 
 
 def _merge_sort_network(n: int) -> list[tuple[int, int]]:
-    """Comparators (i, j), i < j, of Batcher's odd-even merge sort of n = 2**m wires."""
+    """Return the comparators (i, j), i < j, of Batcher's odd-even merge sort of n = 2**m wires."""
     pairs = []
     p = 1
     while p < n:
@@ -391,10 +391,10 @@ def estimate_frame(frame, weights, amplifiers, params: OneOverFParams = OneOverF
                 break
             np.subtract(rc, mu[:, None].astype(np.float32), out=buf)
             np.abs(buf, out=buf)
-            buf *= sw
+            buf *= sw  # 0 where not usable: kept here, but with weight wv = 0
             np.less(buf, threshold, out=keep)
-            keep &= usable
             np.multiply(wv, keep, out=wk)
+        keep &= usable
         count = keep.sum(axis=1)
         good = count >= params.min_row_pixels
         rows[a, good] = mu[good]

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 
 import numpy as np
 
@@ -31,7 +30,7 @@ from ..algorithms import oneoverf as oof
 from ..algorithms.masks import MaskParams, make_source_mask
 from ..detector import KTC_NOISE_DN, READ_NOISE_DN, Geometry, default_gain
 from ..errors import ProductError
-from ..io import (ImageSpec, check_output, derive_product, open_product, read_group, read_mask, write_mask)
+from ..io import (check_output, derive_product, open_product, read_group, read_mask, write_mask)
 from ..progress import progress_bar
 
 __all__ = ["run_oneoverf"]
@@ -54,7 +53,7 @@ _FIT_ERRORS = (ValueError, ArithmeticError, FloatingPointError, np.linalg.LinAlg
 
 
 def _load_malloc_trim():
-    """glibc's ``malloc_trim``, or None on other C libraries."""
+    """Return glibc's ``malloc_trim``, or None on other C libraries."""
     try:
         import ctypes
         import ctypes.util
@@ -339,7 +338,7 @@ def run_oneoverf(input_path, output_path, *, params: oof.OneOverFParams | None =
                     dq = dq | np.asarray(dqflags.DO_NOT_USE, dtype=dq.dtype)
                 writer.write(frames.dq_ext, i, dq)
 
-        with (writer, ThreadPoolExecutor(max_workers=1, thread_name_prefix="oneoverf-write") as pool,
+        with (writer, ThreadPoolExecutor(1, thread_name_prefix="oneoverf-write") as pool,
               progress_bar("oneoverf", total=nints, enabled=not quiet) as advance):
             for i in range(nints):
                 _release_free_memory()
@@ -540,7 +539,8 @@ class _SceneModel:
         # sqrt of the median's inverse variance, for the outlier test; kept for this pass only
         self._sqrt_winv_med = np.empty(median.shape, dtype=np.float32)
         for g in range(ngroups):
-            np.sqrt(_inverse_variance(frames, median[g], err2=median_err2), out=self._sqrt_winv_med[g])
+            winv = _inverse_variance(frames, median[g], err2=median_err2)
+            np.sqrt(winv, out=self._sqrt_winv_med[g])
         self.learn = n >= _LEARN_INTS
         self.k = 2 if self.learn else 1
         self.n = n
@@ -596,14 +596,14 @@ class _SceneModel:
                   len(self._cache), n, self._cache_bytes / 2**20)
 
     def mean(self, g):
-        """Temporal mean of group g (cleaned once :meth:`set_cleaning` was called): float32 (ny, nx)."""
+        """Return the temporal mean of group g, float32 (ny, nx); cleaned after :meth:`set_cleaning`."""
         m = np.divide(self.total[g], np.float32(self.n))
         for a, (x0, x1) in enumerate(self.frames.geometry.amplifiers):
             m[:, x0:x1] -= self.cleaning[g][None, x0:x1] + self.stripes[g][:, a, None]
         return m
 
     def winv(self, g):
-        """Inverse variance of group g from the mean: float32 (ny, nx)."""
+        """Return the inverse variance of group g from the mean: float32 (ny, nx)."""
         return _inverse_variance(self.frames, self.mean(g), err2=self.err2, overwrite=True)
 
     def _pred(self, g, u):
@@ -611,7 +611,7 @@ class _SceneModel:
         return oof.predict_scene(self.median[g], self.dmed[g], self.src, coef)
 
     def _clean_group(self, g, data_g, bad_g, u):
-        """Group g with offsets and row drifts out and outliers replaced by the median fit.
+        """Clean group g: offsets and row drifts out, outliers replaced by the median fit.
 
         Returns the cleaned plane, the row levels (ny, namps) float32 and the flat indices
         of the good pixels replaced as outliers.
@@ -641,7 +641,7 @@ class _SceneModel:
         return out
 
     def _remember(self, i, levels, outliers):
-        """Keep integration i's row levels and outliers (index, value) for the second pass, within budget."""
+        """Keep integration i's row levels and outliers (index, value) for pass 2, within budget."""
         lev = np.stack(levels)
         nbytes = lev.nbytes + sum(o[0].nbytes + o[1].nbytes for o in outliers)
         if self._cache_bytes + nbytes <= _CACHE_BYTES:
@@ -659,7 +659,7 @@ class _SceneModel:
             self.median = self.dmed = None
 
     def _clean_again(self, i, g, data_g, bad_g, u):
-        """The cleaned group g of integration i, as the first pass made it.
+        """Rebuild the cleaned group g of integration i as the first pass made it.
 
         From the cache, pixels flagged bad in this integration keep ``data - level``
         instead of the median fit: they carry zero weight in the estimate and every other
@@ -744,7 +744,6 @@ def _clean_model(model_of, winv_of, mask, frames: _Frames, params):
     namps = len(geo.amplifiers)
     stripes = np.zeros((ngroups, frames.ny, namps), dtype=np.float32)
     dark = usable & ~mask.any(axis=0)[None, :]
-    no_shrink = replace(params, shrink=False)
     for g in range(ngroups):
         model_g, winv_g = model_of(g), winv_of(g)
         w = np.where(usable & np.isfinite(model_g), winv_g, np.float32(0))
