@@ -69,8 +69,10 @@ def main():
         ramp = paths["ramp"]
     size_gb = ramp.stat().st_size / 1e9
     one_int_mb = args.ngroups * 256 * 2048 * 4 / 2**20
+    out = work / "oneoverf_1overf_ramp.fits"
+    out.unlink(missing_ok=True)  # both sides write a new file (replacing one costs its deletion)
     copy_s, copy_mb, _ = _run(_COPY, ramp, work / "copy.fits")
-    oof_s, oof_mb, extra = _run(_TSOTOOLS, ramp, work / "oneoverf_1overf_ramp.fits")
+    oof_s, oof_mb, extra = _run(_TSOTOOLS, ramp, out)
     (work / "copy.fits").unlink(missing_ok=True)
     rss_limit = 3 * one_int_mb + RSS_EXTRA_MB
     print(f"ramp {size_gb:.2f} GB ({args.nints} integrations of {one_int_mb:.1f} MB); {' '.join(extra).strip()}")
