@@ -218,3 +218,19 @@ def test_correction_pass_rebuilds_the_scene_pass_cleaning_exactly(simulated, tmp
     a, b = fits.getdata(tmp_path / "kept.fits", "SCI"), fits.getdata(tmp_path / "again.fits", "SCI")
     assert np.isfinite(a).mean() > 0.99
     np.testing.assert_array_equal(a, b)
+
+
+def test_read_group_into_a_buffer_equals_read_group(simulated):
+    from tsotools.io import open_product, read_group, read_group_into
+
+    sim = simulated("grism", truth=False, seed=11, nints=12, ngroups=2)
+    with open_product(sim["ramp"]) as prod:
+        for ext in ("SCI", "GROUPDQ"):
+            buf = np.full(prod.shape(ext)[-2:], 7, dtype=prod.dtype(ext))
+            for i, g in ((0, 0), (5, 1), (-1, -1)):
+                want = read_group(prod, ext, i, g)
+                got = read_group_into(prod, ext, i, g, buf)
+                assert got is buf and got.dtype == want.dtype
+                np.testing.assert_array_equal(got, want)
+        with pytest.raises(ValueError):
+            read_group_into(prod, "SCI", 0, 0, np.empty((3, 3), np.float32))

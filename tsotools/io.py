@@ -1544,3 +1544,39 @@ def read_fits_table(path: str | os.PathLike, extname: str) -> Table | None:
         raise ProductError(f"{path}: not a readable FITS table file ({_short(exc)})") from None
 
 
+
+
+# ---- oneoverf: reading into buffers
+def read_group_into(prod: Product, extname: str, index: int, group: int, out: np.ndarray) -> np.ndarray:
+    """Read one group of one integration of a 4-D image extension into ``out``.
+
+    The same values as :func:`read_group`, converted from the file's byte order in one
+    pass into a caller's buffer (reused from one integration to the next) instead of
+    three new arrays. ``out`` must have shape (ny, nx); values are cast to its dtype.
+    Images stored with BZERO/BSCALE go through :func:`read_group`. Returns ``out``.
+    """
+    lay = prod._image(extname)
+    if len(lay.shape) != 4:
+        raise ProductError(f"{prod.path}: {extname} is not a 4-D image")
+    nints, ngroups, ny, nx = lay.shape
+    if out.shape != (ny, nx):
+        raise ValueError(f"out must have shape {(ny, nx)}, got {out.shape}")
+    if not (lay.bzero == 0 and lay.bscale == 1):
+        np.copyto(out, read_group(prod, extname, index, group), casting="unsafe")
+        return out
+    if not -nints <= index < nints:
+        raise IndexError(f"integration {index} out of range 0..{nints - 1}")
+    if not -ngroups <= group < ngroups:
+        raise IndexError(f"group {group} out of range 0..{ngroups - 1}")
+    plane = ny * nx * lay.stored.itemsize
+    start = lay.offset + ((index % nints) * ngroups + group % ngroups) * plane
+    aligned = start - start % _PAGE
+    with open(prod.path, "rb") as fh:
+        with mmap.mmap(fh.fileno(), plane + (start - aligned), access=mmap.ACCESS_READ, offset=aligned) as mm:
+            raw = np.frombuffer(mm, dtype=lay.stored, count=ny * nx, offset=start - aligned).reshape(ny, nx)
+            np.copyto(out, raw, casting="unsafe")
+            del raw
+            with contextlib.suppress(AttributeError, OSError):  # as _read_mapped: drop the pages
+                mm.madvise(mmap.MADV_DONTNEED)
+    prod._note_sci(extname, index % nints, out, per_integration=False)
+    return out

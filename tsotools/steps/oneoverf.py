@@ -30,7 +30,8 @@ from ..algorithms import oneoverf as oof
 from ..algorithms.masks import MaskParams, make_source_mask
 from ..detector import KTC_NOISE_DN, READ_NOISE_DN, Geometry, default_gain
 from ..errors import ProductError
-from ..io import (check_output, derive_product, open_product, read_group, read_mask, write_mask)
+from ..io import (check_output, derive_product, open_product, read_group, read_group_into,
+                  read_mask, write_mask)
 from ..progress import progress_bar
 
 __all__ = ["run_oneoverf"]
@@ -103,6 +104,7 @@ class _Frames:
             first = prod.read("DQ", 0)
             ref |= (first & dqflags.REFERENCE_PIXEL) != 0
         self.reference = ref
+        self._dq_buffer = None
         # reference pixels flagged DO_NOT_USE for science still carry the noise
         self.pixel_bad &= ~ref
 
@@ -118,23 +120,32 @@ class _Frames:
         flag = GROUP_BAD if self.ramp else PIXEL_BAD
         for g in range(self.ngroups):
             if self.ramp:
-                np.copyto(data[g], read_group(self.prod, "SCI", i, g), casting="unsafe")
+                read_group_into(self.prod, "SCI", i, g, data[g])
             else:
                 np.copyto(data[g], self.prod.read("SCI", i), casting="unsafe")
             np.isfinite(data[g], out=bad[g])
             np.logical_not(bad[g], out=bad[g])
             bad[g] |= self.pixel_bad
             if self.has_dq:
-                dq = read_group(self.prod, self.dq_ext, i, g) if self.ramp else self.prod.read(self.dq_ext, i)
+                dq = self._dq_plane(i, g)
                 bad[g] |= ((dq & flag) != 0) & ~self.reference
         return data, bad
 
-    def read_plane(self, i, g):
-        """Group ``g`` of integration ``i`` (float32 (ny, nx), NaN where bad)."""
+    def _dq_plane(self, i, g):
+        """DQ of group g of integration i (a buffer reused for ramps)."""
+        if not self.ramp:
+            return self.prod.read(self.dq_ext, i)
+        if self._dq_buffer is None:
+            self._dq_buffer = np.empty((self.ny, self.nx), dtype=self.prod.dtype(self.dq_ext))
+        return read_group_into(self.prod, self.dq_ext, i, g, self._dq_buffer)
+
+    def read_plane(self, i, g, out=None):
+        """Group ``g`` of integration ``i`` (float32 (ny, nx), NaN where bad), into ``out`` if given."""
         if self.ramp:
-            plane = read_group(self.prod, "SCI", i, g).astype(np.float32)
+            plane = np.empty((self.ny, self.nx), dtype=np.float32) if out is None else out
+            read_group_into(self.prod, "SCI", i, g, plane)
             if self.has_dq:
-                dq = read_group(self.prod, self.dq_ext, i, g)
+                dq = self._dq_plane(i, g)
                 plane[((dq & GROUP_BAD) != 0) & ~self.reference] = np.nan
         else:
             plane = self.prod.read("SCI", i).astype(np.float32)
@@ -142,7 +153,9 @@ class _Frames:
                 dq = self.prod.read("DQ", i)
                 plane[((dq & PIXEL_BAD) != 0) & ~self.reference] = np.nan
         plane[self.pixel_bad] = np.nan
-        return plane
+        if out is not None and plane is not out:
+            out[...] = plane
+        return plane if out is None else out
 
     def read_err2(self, i):
         err = self.prod.read("ERR", i).astype(np.float32)
@@ -182,8 +195,10 @@ def _median_model(frames: _Frames, sample) -> tuple[np.ndarray, np.ndarray | Non
     err2 = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
+        stack = np.empty((len(sample), frames.ny, frames.nx), dtype=np.float32)
         for g in range(frames.ngroups):
-            stack = np.stack([frames.read_plane(int(i), g) for i in sample])
+            for j, i in enumerate(sample):
+                frames.read_plane(int(i), g, out=stack[j])
             med[g] = _fast_nanmedian(stack)
         if frames.has_err:
             err2 = np.nanmedian(np.stack([frames.read_err2(int(i)) for i in sample]), axis=0)
