@@ -333,7 +333,7 @@ def run_oneoverf(input_path, output_path, *, params: oof.OneOverFParams | None =
             sky = _clean_model(lambda g: median[g], winv_of, mask, frames, params)[0]
 
         # 3. correct and write
-        bg_weight_mask = light & ~mask if method == "background" else None
+        bg_weight_mask = ~mask if method == "background" else None  # reference pixels see no light either
         stats = {"rows_rms": [], "offsets_rms": [], "fallback_rows": 0, "failed": []}
         replace = {"SCI": None}
         if frames.has_dq:
