@@ -1353,6 +1353,15 @@ def read_group(prod: Product, extname: str, index: int, group: int) -> np.ndarra
     sample of integrations needs one plane per integration in memory, not whole ramps.
     Returns a native-byte-order array of shape (ny, nx).
     """
+    lay, start, ny, nx = _group_location(prod, extname, index, group)
+    raw = _read_mapped(prod.path, start, ny * nx * lay.stored.itemsize, lay.stored).reshape(ny, nx)
+    values = _to_native(raw, lay)
+    prod._note_sci(extname, index % lay.shape[0], values, per_integration=False)
+    return values
+
+
+def _group_location(prod: Product, extname: str, index: int, group: int):
+    """Layout, byte offset and plane shape of one group of a 4-D image (indices checked)."""
     lay = prod._image(extname)
     if len(lay.shape) != 4:
         raise ProductError(f"{prod.path}: {extname} is not a 4-D image")
@@ -1361,12 +1370,8 @@ def read_group(prod: Product, extname: str, index: int, group: int) -> np.ndarra
         raise IndexError(f"integration {index} out of range 0..{nints - 1}")
     if not -ngroups <= group < ngroups:
         raise IndexError(f"group {group} out of range 0..{ngroups - 1}")
-    plane = ny * nx * lay.stored.itemsize
-    start = lay.offset + ((index % nints) * ngroups + group % ngroups) * plane
-    raw = _read_mapped(prod.path, start, plane, lay.stored).reshape(ny, nx)
-    values = _to_native(raw, lay)
-    prod._note_sci(extname, index % nints, values, per_integration=False)
-    return values
+    start = lay.offset + ((index % nints) * ngroups + group % ngroups) * ny * nx * lay.stored.itemsize
+    return lay, start, ny, nx
 
 
 def read_mask(path: str | os.PathLike, shape: tuple[int, int]) -> np.ndarray:
@@ -1555,21 +1560,13 @@ def read_group_into(prod: Product, extname: str, index: int, group: int, out: np
     three new arrays. ``out`` must have shape (ny, nx); values are cast to its dtype.
     Images stored with BZERO/BSCALE go through :func:`read_group`. Returns ``out``.
     """
-    lay = prod._image(extname)
-    if len(lay.shape) != 4:
-        raise ProductError(f"{prod.path}: {extname} is not a 4-D image")
-    nints, ngroups, ny, nx = lay.shape
+    lay, start, ny, nx = _group_location(prod, extname, index, group)
     if out.shape != (ny, nx):
         raise ValueError(f"out must have shape {(ny, nx)}, got {out.shape}")
     if not (lay.bzero == 0 and lay.bscale == 1):
         np.copyto(out, read_group(prod, extname, index, group), casting="unsafe")
         return out
-    if not -nints <= index < nints:
-        raise IndexError(f"integration {index} out of range 0..{nints - 1}")
-    if not -ngroups <= group < ngroups:
-        raise IndexError(f"group {group} out of range 0..{ngroups - 1}")
     plane = ny * nx * lay.stored.itemsize
-    start = lay.offset + ((index % nints) * ngroups + group % ngroups) * plane
     aligned = start - start % _PAGE
     with open(prod.path, "rb") as fh:
         with mmap.mmap(fh.fileno(), plane + (start - aligned), access=mmap.ACCESS_READ, offset=aligned) as mm:
@@ -1578,5 +1575,5 @@ def read_group_into(prod: Product, extname: str, index: int, group: int, out: np
             del raw
             with contextlib.suppress(AttributeError, OSError):  # as _read_mapped: drop the pages
                 mm.madvise(mmap.MADV_DONTNEED)
-    prod._note_sci(extname, index % nints, out, per_integration=False)
+    prod._note_sci(extname, index % lay.shape[0], out, per_integration=False)
     return out
