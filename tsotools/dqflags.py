@@ -5,6 +5,7 @@ PIXELDQ and DQ are uint32; GROUPDQ is uint8 and uses only the bits up to 128.
 
 __all__ = [
     "AD_FLOOR",
+    "BAD_GROUP",
     "CHARGELOSS",
     "DEAD",
     "DO_NOT_USE",
@@ -34,3 +35,6 @@ HOT = 2**11
 WARM = 2**12
 TELEGRAPH = 2**15
 REFERENCE_PIXEL = 2**31
+
+#: GROUPDQ bits that keep a group out of jump detection, ramp fits and 1/f estimates.
+BAD_GROUP = DO_NOT_USE | SATURATED

@@ -47,7 +47,7 @@ __all__ = [
 #: Methods of :func:`detect_jumps`; "auto" picks "temporal" with enough integrations.
 JUMP_METHODS = ("auto", "two-point", "temporal")
 
-_BAD = dqflags.DO_NOT_USE | dqflags.SATURATED
+_BAD = dqflags.BAD_GROUP
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from .. import dqflags
 
 __all__ = ["RampFit", "RampFitParams", "fit_ramps", "ols_variance_coefficients"]
 
-_BAD = dqflags.DO_NOT_USE | dqflags.SATURATED
+_BAD = dqflags.BAD_GROUP
 
 
 @dataclass(frozen=True)

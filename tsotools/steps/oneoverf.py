@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 #: Product kinds oneoverf corrects.
 KINDS = ("ramp", "rateints", "calints", "cutout")
 #: Group DQ bits that leave a pixel out of the estimate (the pipeline's refpix ignores them too).
-GROUP_BAD = dqflags.DO_NOT_USE | dqflags.SATURATED
+GROUP_BAD = dqflags.BAD_GROUP
 #: Pixel DQ bits that leave a pixel out of the estimate.
 PIXEL_BAD = dqflags.DO_NOT_USE
 #: Integrations from which the per-pixel response to flux and pointing is learned.
