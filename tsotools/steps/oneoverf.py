@@ -30,7 +30,7 @@ from ..algorithms import oneoverf as oof
 from ..algorithms.masks import MaskParams, make_source_mask
 from ..detector import KTC_NOISE_DN, READ_NOISE_DN, Geometry, default_gain
 from ..errors import ProductError
-from ..io import (check_output, derive_product, open_product, read_group, read_group_into,
+from ..io import (check_output, derive_product, open_product, read_group_into,
                   read_mask, write_mask)
 from ..progress import progress_bar
 
@@ -46,7 +46,6 @@ GROUP_BAD = dqflags.BAD_GROUP
 PIXEL_BAD = dqflags.DO_NOT_USE
 #: Integrations from which the per-pixel response to flux and pointing is learned.
 _LEARN_INTS = 10
-_CLEAN_ROWS = True
 #: Bytes of per-integration cleaning (row levels, outlier pixels) kept from the scene pass
 #: for the correction pass; integrations beyond it are cleaned again.
 _CACHE_BYTES = 32 << 20
@@ -308,8 +307,6 @@ def run_oneoverf(input_path, output_path, *, params: oof.OneOverFParams | None =
             write_mask(mask, save_mask, tool="oneoverf", params={"from": mask_from, **mask_params.__dict__},
                        overwrite=overwrite, inputs=(str(input_path), str(output_path)))
 
-        src = np.flatnonzero(mask.ravel())
-        src_amp = geo.amplifier_map()[src % nx] if src.size else np.zeros(0, int)
         coefs = np.full((nints, 3), np.nan)
         sky = np.zeros(ngroups)
         quiet = not progress
@@ -778,7 +775,7 @@ def _clean_model(model_of, winv_of, mask, frames: _Frames, params):
         for a, (x0, x1) in enumerate(geo.amplifiers):
             parity = np.where((geo.xstart + np.arange(x0, x1)) % 2 == 0, est.parity[a, 0], est.parity[a, 1])
             cleaning[g, x0:x1] = ref_off[a] + parity
-        if dark.any() and _CLEAN_ROWS:
+        if dark.any():
             w = np.where(dark & np.isfinite(model_g), winv_g, np.float32(0))
             rows = oof.estimate_frame(model_g - cleaning[g][None, :], w, geo.amplifiers, params,
                                       xstart=geo.xstart, reference_columns=())
