@@ -58,20 +58,20 @@ KEYWORDS = [
 
 
 @pytest.fixture(scope="module")
-def grism(tmp_path_factory):
-    out = tmp_path_factory.mktemp("grism")
+def grism(module_tmp):
+    out = module_tmp.mktemp("grism")
     return simulate_grism(out, GrismParams(seed=7, nints=6, ngroups=4))
 
 
 @pytest.fixture(scope="module")
-def imaging(tmp_path_factory):
-    out = tmp_path_factory.mktemp("imaging")
+def imaging(module_tmp):
+    out = module_tmp.mktemp("imaging")
     return simulate_imaging(out, ImagingParams(seed=8, nints=4, ngroups=3))
 
 
 @pytest.fixture(scope="module")
-def guider(tmp_path_factory):
-    out = tmp_path_factory.mktemp("guider")
+def guider(module_tmp):
+    out = module_tmp.mktemp("guider")
     return simulate_guider(
         out,
         GuiderParams(seed=9, nints=6, ngroups=3, subarray="SUB64P", frames_per_file=64),
@@ -524,6 +524,21 @@ def test_existing_outputs_are_kept_without_overwrite(tmp_path):
     assert (tmp_path / "grism_truth.fits").exists()
 
 
+
+def test_products_writes_only_those_and_the_same_data(tmp_path):
+    small = GrismParams(seed=6, nints=2, ngroups=2)
+    every = simulate_grism(tmp_path / "all", small, truth=False)
+    some = simulate_grism(tmp_path / "some", small, products=["calints", "rateints"])
+    assert set(some) == {"rateints", "calints", "truth"}
+    assert sorted(p.name for p in (tmp_path / "some").iterdir()) == [
+        "grism_calints.fits", "grism_rateints.fits", "grism_truth.fits"]
+    for kind in ("rateints", "calints"):
+        np.testing.assert_array_equal(fits.getdata(some[kind], "SCI"), fits.getdata(every[kind], "SCI"))
+    with pytest.raises(ValueError, match="ramp, rateints; got calints"):
+        simulate_imaging(tmp_path / "bad", ImagingParams(nints=1, ngroups=2), products=["calints"])
+    assert not (tmp_path / "bad").exists()
+
+
 # ================================================================================ guider
 def test_guider_files_cover_the_science_span(guider):
     files = sorted(v for k, v in guider.items() if k.startswith("gs-fg_"))
@@ -712,6 +727,15 @@ def test_cli_simulate_json_and_no_truth(tmp_path):
     outputs = json.loads(result.stdout)["outputs"]
     assert set(outputs) == {"ramp", "rateints", "calints"}
     assert all((tmp_path / "sim" / f"grism_{k}.fits").exists() for k in outputs)
+
+    result = CliRunner().invoke(main, ["simulate", "imaging", "-o", str(tmp_path / "one"), "--nints",
+                                       "1", "--ngroups", "2", "--products", "rateints", "--json"])
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(result.stdout)["outputs"]) == {"rateints", "truth"}
+    result = CliRunner().invoke(main, ["simulate", "imaging", "-o", str(tmp_path / "no"),
+                                       "--products", "ramp,calints"])
+    assert result.exit_code == 2 and "calints: expected a comma-separated subset of ramp,rateints" in result.output
+    assert not (tmp_path / "no").exists()
 
 
 def test_cli_simulate_guider_no_tables_and_bad_values(tmp_path):

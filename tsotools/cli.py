@@ -243,11 +243,37 @@ def _parse_segment(ctx, param, value):
     return (k, n)
 
 
+class _ProductList(click.ParamType):
+    """A comma-separated subset of the science products a simulation can write."""
+
+    name = "LIST"
+
+    def __init__(self, choices):
+        self.choices = tuple(choices)
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        items = [v.strip() for v in str(value).split(",") if v.strip()]
+        bad = [v for v in items if v not in self.choices]
+        if bad:
+            self.fail(f"{', '.join(bad)}: expected a comma-separated subset of "
+                      f"{','.join(self.choices)}", param, ctx)
+        return tuple(items)
+
+    def shell_complete(self, ctx, param, incomplete):
+        from click.shell_completion import CompletionItem
+
+        return [CompletionItem(c) for c in self.choices if c.startswith(incomplete)]
+
+
 def _sim_options(kind):
     """Options of ``tsotools simulate KIND``; defaults read from its params dataclass."""
     from .simulate import params as sp
 
     cls = {"grism": sp.GrismParams, "imaging": sp.ImagingParams, "guider": sp.GuiderParams}[kind]
+    # the calints cutout exists for grism scenes (a guider run's science may be either)
+    made = ("ramp", "rateints", "calints") if kind != "imaging" else ("ramp", "rateints")
 
     def d(name):
         return cls.__dataclass_fields__[name].default
@@ -499,6 +525,13 @@ def _sim_options(kind):
             default=True,
             help="Do not write <prefix>_truth.fits (for large benchmark files).",
         ),
+        click.option(
+            "--products",
+            type=_ProductList(made),
+            default=",".join(made),
+            show_default=True,
+            help="Science products to write, comma-separated (the others are not written).",
+        ),
         click.option("--overwrite", is_flag=True, help="Replace existing outputs."),
         json_option,
         common_options,
@@ -513,7 +546,8 @@ def _sim_options(kind):
 
 
 def _simulate(
-    kind, outdir, prefix, truth, overwrite, as_json, filter_=None, noutputs=None, **fields
+    kind, outdir, prefix, truth, products, overwrite, as_json, filter_=None, noutputs=None,
+    **fields,
 ):
     """Build the params, run the simulator with a progress bar, report the outputs."""
     from . import simulate as sim
@@ -532,10 +566,13 @@ def _simulate(
         params = cls(**fields)
     except ValueError as exc:
         raise TsoToolsError(f"invalid option: {exc}") from None
+    if kind == "guider" and params.science == "imaging":
+        products = tuple(k for k in products if k != "calints")
     quiet = bool((click.get_current_context().find_root().obj or {}).get("quiet"))
     with progress_bar(f"simulate {kind}", total=params.nints, enabled=not quiet) as advance:
         paths = run(
-            outdir, params, prefix=prefix, truth=truth, overwrite=overwrite, progress=advance
+            outdir, params, prefix=prefix, truth=truth, overwrite=overwrite, progress=advance,
+            products=products,
         )
     outputs = {k: str(v) for k, v in paths.items()}
     summary = {"kind": kind, "seed": params.seed, "nints": params.nints, "ngroups": params.ngroups,

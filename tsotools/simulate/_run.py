@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import numpy as np
@@ -281,6 +281,9 @@ _RAMP_STEPS = {
     "refpix": "SKIPPED",
 }
 _RATE_STEPS = {**_RAMP_STEPS, "jump": "COMPLETE", "ramp_fit": "COMPLETE"}
+
+#: Science products a simulation can write, in order (``calints``: grism scenes only).
+SCIENCE_PRODUCTS = ("ramp", "rateints", "calints")
 _CAL_STEPS = {
     **_RATE_STEPS,
     "assign_wcs": "COMPLETE",
@@ -435,6 +438,7 @@ def _simulate(
     overwrite: bool,
     progress: Callable | None,
     guider: GuiderParams | None = None,
+    products: Collection[str] | None = None,
 ) -> dict[str, Path]:
     from stdatamodels.jwst import datamodels as dm
 
@@ -442,9 +446,8 @@ def _simulate(
     if not prefix or "/" in prefix:
         raise ValueError(f"prefix must be a non-empty file-name prefix, got {prefix!r}")
     out = Path(outdir)
-    paths = {"ramp": out / f"{prefix}_ramp.fits", "rateints": out / f"{prefix}_rateints.fits"}
-    if isinstance(scene, GrismScene):
-        paths["calints"] = out / f"{prefix}_calints.fits"
+    kinds = _science_products(scene, products)
+    paths = {k: out / f"{prefix}_{k}.fits" for k in kinds}
     if truth:
         paths["truth"] = out / f"{prefix}_truth.fits"
     margin = guider.margin_s if guider is not None else 5.0
@@ -569,8 +572,21 @@ def _unit_header(unit: str) -> fits.Header:
     return h
 
 
+def _science_products(scene, products: Collection[str] | None) -> tuple[str, ...]:
+    """Return the science products to write: ``products`` checked against ``scene``."""
+    made = SCIENCE_PRODUCTS if isinstance(scene, GrismScene) else SCIENCE_PRODUCTS[:2]
+    if products is None:
+        return made
+    wanted = tuple(dict.fromkeys(products))
+    unknown = [k for k in wanted if k not in made]
+    if unknown:
+        raise ValueError(f"products must be among {', '.join(made)}; got {', '.join(unknown)}")
+    return tuple(k for k in made if k in wanted)
+
+
 def _save_science(dm, plan, ramp, sci, dq, var_p, var_r, paths, overwrite):
-    save_model(ramp, paths["ramp"], overwrite=overwrite)
+    if "ramp" in paths:
+        save_model(ramp, paths["ramp"], overwrite=overwrite)
     del ramp
     rate = dm.CubeModel()
     rate.data = sci
@@ -580,7 +596,8 @@ def _save_science(dm, plan, ramp, sci, dq, var_p, var_r, paths, overwrite):
     rate.err = np.sqrt(var_p + var_r).astype(np.float32)
     rate.int_times = plan.int_times()
     _set_meta(rate, plan, bunit="DN/s", steps=_RATE_STEPS)
-    save_model(rate, paths["rateints"], overwrite=overwrite)
+    if "rateints" in paths:
+        save_model(rate, paths["rateints"], overwrite=overwrite)
     if "calints" in paths:
         sc = plan.scene
         h = min(CUTOUT_HEIGHT, plan.geometry.ny)
@@ -697,6 +714,7 @@ def simulate_grism(
     truth: bool = True,
     overwrite: bool = False,
     progress: Callable | None = None,
+    products: Collection[str] | None = None,
 ) -> dict[str, Path]:
     """Simulate a NIRCam grism time series: ramp, rateints, calints cutout and truth.
 
@@ -715,17 +733,21 @@ def simulate_grism(
         Replace existing outputs.
     progress : callable or None
         Called with 1 after each integration.
+    products : collection of str or None
+        Science products to write, among ``ramp``, ``rateints`` and ``calints``
+        (default all); the others are computed but not written.
 
     Returns
     -------
     dict of str to Path
-        ``ramp``, ``rateints``, ``calints`` and (with ``truth``) ``truth``.
+        The written ``products`` and (with ``truth``) ``truth``.
     """
     params = GrismParams() if params is None else params
     if not isinstance(params, GrismParams):
         raise TypeError("params must be a GrismParams")
     return _simulate(
-        outdir, params, GrismScene(params), "grism", prefix, truth, overwrite, progress
+        outdir, params, GrismScene(params), "grism", prefix, truth, overwrite, progress,
+        products=products,
     )
 
 
@@ -737,17 +759,19 @@ def simulate_imaging(
     truth: bool = True,
     overwrite: bool = False,
     progress: Callable | None = None,
+    products: Collection[str] | None = None,
 ) -> dict[str, Path]:
     """Simulate a weak-lens imaging time series: ramp, rateints and truth.
 
-    Parameters are as for :func:`simulate_grism`; the outputs are ``ramp``, ``rateints``
-    and (with ``truth``) ``truth``.
+    Parameters are as for :func:`simulate_grism` (``products`` among ``ramp`` and
+    ``rateints``); the outputs are those products and (with ``truth``) ``truth``.
     """
     params = ImagingParams() if params is None else params
     if not isinstance(params, ImagingParams):
         raise TypeError("params must be an ImagingParams")
     return _simulate(
-        outdir, params, ImagingScene(params), "imaging", prefix, truth, overwrite, progress
+        outdir, params, ImagingScene(params), "imaging", prefix, truth, overwrite, progress,
+        products=products,
     )
 
 
@@ -759,6 +783,7 @@ def simulate_guider(
     truth: bool = True,
     overwrite: bool = False,
     progress: Callable | None = None,
+    products: Collection[str] | None = None,
 ) -> dict[str, Path]:
     """Simulate fine-guide files and the science exposure they cover.
 
@@ -766,6 +791,8 @@ def simulate_guider(
     covering the science exposure with ``margin_s`` to spare on each side, plus the
     science ``ramp``/``rateints`` (and ``calints`` for grism) and one truth file holding
     the science truth and the guider truth (GUIDER, SCIENCE, HGA_MOVES, transform keywords).
+
+    ``products`` selects the science products as for that science kind.
 
     Returns
     -------
@@ -777,4 +804,7 @@ def simulate_guider(
         raise TypeError("params must be a GuiderParams")
     sp = params.science_params()
     scene = ImagingScene(sp) if params.science == "imaging" else GrismScene(sp)
-    return _simulate(outdir, sp, scene, "guider", prefix, truth, overwrite, progress, guider=params)
+    return _simulate(
+        outdir, sp, scene, "guider", prefix, truth, overwrite, progress, guider=params,
+        products=products,
+    )
