@@ -187,13 +187,13 @@ for command in COMMANDS:
 
 
 @pytest.fixture(scope="module")
-def valid(simulated, tmp_path_factory):
+def valid(simulated, module_tmp):
     from tsotools.steps.spectra import run_spectra
 
     grism = simulated("grism", seed=11, nints=4, ngroups=4, cosmic_rays=True)
     imaging = simulated("imaging", seed=12, nints=4, ngroups=3, subarray="SUB160P")
     guider = simulated("guider", seed=13, nints=4, ngroups=3)
-    x1d = tmp_path_factory.mktemp("x1d") / "x1dints.fits"
+    x1d = module_tmp.mktemp("x1d") / "x1dints.fits"
     run_spectra(grism["rateints"], x1d, progress=False)
     return {
         "grism_ramp": grism["ramp"],

@@ -7,8 +7,8 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 from click.testing import CliRunner
+from conftest import sha256
 
-from tests.conftest import sha256
 from tsotools.cli import main
 
 CENTROID_COLUMNS = ["INT_NUM", "MJD", "BJD_TDB", "X", "Y", "X_ERR", "Y_ERR", "WIDTH_X", "WIDTH_Y", "PEAK", "FLAG"]
@@ -33,8 +33,8 @@ def imaging(simulated):
 
 
 @pytest.fixture(scope="module")
-def imaging_result(imaging, tmp_path_factory):
-    out = tmp_path_factory.mktemp("centroid") / "centroids.ecsv"
+def imaging_result(imaging, module_tmp):
+    out = module_tmp.mktemp("centroid") / "centroids.ecsv"
     before = sha256(imaging["rateints"])
     result = run(imaging["rateints"], "-o", out, "--json")
     assert result.exit_code == 0, result.output

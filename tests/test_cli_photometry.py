@@ -7,8 +7,8 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 from click.testing import CliRunner
+from conftest import sha256
 
-from tests.conftest import sha256
 from tsotools.algorithms.photometry import aperture_weights
 from tsotools.cli import main
 

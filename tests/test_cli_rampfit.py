@@ -17,10 +17,10 @@ GAIN, RN = "1.8", "14.142136"  # the simulator's gain (e-/DN) and CDS read noise
 
 
 @pytest.fixture(scope="module")
-def fitted(simulated, tmp_path_factory):
+def fitted(simulated, module_tmp):
     """rejump (temporal, 5 sigma) then rampfit of the default simulated grism ramp."""
     paths = simulated("grism", seed=0)
-    tmp = tmp_path_factory.mktemp("rampfit")
+    tmp = module_tmp.mktemp("rampfit")
     jumped, rateints = tmp / "jump_ramp.fits", tmp / "rateints.fits"
     run = CliRunner().invoke
     res = run(

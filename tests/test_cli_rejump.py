@@ -20,10 +20,10 @@ SIM = {"seed": 0}  # default grism: 20 integrations x 5 groups, SUBGRISM64, 1/f 
 
 
 @pytest.fixture(scope="module")
-def ramps(simulated, tmp_path_factory):
+def ramps(simulated, module_tmp):
     """Raw ramp, ramp minus the injected 1/f (ideal cleaning), truth, and oneoverf's ramp."""
     paths = simulated("grism", **SIM)
-    tmp = tmp_path_factory.mktemp("rejump")
+    tmp = module_tmp.mktemp("rejump")
     clean = tmp / "ideal_ramp.fits"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from click.testing import CliRunner
+from conftest import sha256
 
-from tests.conftest import sha256
 from tsotools.cli import main
 
 SIM = dict(seed=21, nints=4, ngroups=2, subarray="SUBGRISM256")

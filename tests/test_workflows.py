@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table, vstack
+from conftest import built_once
 
 pytestmark = [pytest.mark.xdist_group("workflows")]
 
@@ -50,28 +51,15 @@ def _make(*args, cwd, check=True):
 
 
 @pytest.fixture(scope="session")
-def workdir(tmp_path_factory, worker_id):
-    """Simulated inputs and the Makefile's products, made once per test run.
-
-    Under pytest-xdist each worker has its own session, and xdist_group does not keep
-    these tests on one worker here, so the workers share one directory of the run, made
-    under a file lock by whichever comes first.
-    """
-    import fcntl
-
+def workdir(run_dir):
+    """Simulated inputs and the Makefile's products, made once per test run."""
     if shutil.which("make") is None:
         pytest.skip("GNU make is not installed")
-    base = tmp_path_factory.getbasetemp()
-    root = base if worker_id == "master" else base.parent  # the run's directory, shared by workers
-    work = root / "workflow"
-    with open(root / "workflow.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (work / "made.ok").exists():
-            shutil.rmtree(work, ignore_errors=True)
-            work.mkdir()
+    work = run_dir / "workflow"
+    with built_once(work) as build:
+        if build:
             _make("sim", *(f"{k}={v}" for k, v in SIM.items()), cwd=work)
             _make("-j2", *(f"{k}={v}" for k, v in FAST.items()), cwd=work)
-            (work / "made.ok").touch()
     return work
 
 
