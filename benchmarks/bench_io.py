@@ -39,7 +39,8 @@ def make_ramp(workdir: Path, nints: int, ngroups: int) -> Path:
     ramp = workdir / "bench_io_ramp.fits"
     if not ramp.exists():
         params = GrismParams(seed=1, subarray="SUBGRISM256", nints=nints, ngroups=ngroups)
-        paths = simulate_grism(workdir, params, prefix="bench_io", truth=False, overwrite=True)
+        paths = simulate_grism(workdir, params, prefix="bench_io", truth=False, overwrite=True,
+                               products=["ramp"])
         ramp = paths["ramp"]
     return ramp
 

@@ -65,7 +65,8 @@ def main():
 
         print(f"simulating a SUBGRISM256 ramp ({args.nints} x {args.ngroups} groups) ...", flush=True)
         paths = simulate_grism(work, GrismParams(seed=1, subarray="SUBGRISM256", nints=args.nints,
-                                                 ngroups=args.ngroups), prefix="oneoverf", truth=False)
+                                                 ngroups=args.ngroups), prefix="oneoverf", truth=False,
+                               products=["ramp"])
         ramp = paths["ramp"]
     size_gb = ramp.stat().st_size / 1e9
     one_int_mb = args.ngroups * 256 * 2048 * 4 / 2**20

@@ -48,8 +48,8 @@ def make_rateints(workdir: Path, nints: int) -> Path:
     path = workdir / f"{prefix}_rateints.fits"
     if not path.exists():
         params = ImagingParams(seed=1, subarray="SUB400P", nints=nints, ngroups=2)
-        path = simulate_imaging(workdir, params, prefix=prefix, truth=False, overwrite=True)["rateints"]
-        (workdir / f"{prefix}_ramp.fits").unlink(missing_ok=True)  # only the rateints are needed
+        path = simulate_imaging(workdir, params, prefix=prefix, truth=False, overwrite=True,
+                                products=["rateints"])["rateints"]
     return path
 
 

@@ -68,9 +68,7 @@ def make_ramp(workdir: Path, nints: int) -> Path:
     path = workdir / f"{prefix}_ramp.fits"
     if not path.exists():
         params = GrismParams(seed=0, nints=nints, ngroups=10, subarray="SUBGRISM256")
-        paths = simulate_grism(workdir, params, prefix=prefix, truth=False, overwrite=True)
-        for key in ("rateints", "calints"):
-            Path(paths[key]).unlink(missing_ok=True)
+        simulate_grism(workdir, params, prefix=prefix, truth=False, overwrite=True, products=["ramp"])
     return path
 
 

@@ -58,10 +58,8 @@ def make_rateints(workdir: Path, nints: int) -> Path:
         return path
     seed = workdir / "bench_spectra_seed_rateints.fits"
     if not seed.exists():
-        paths = simulate_grism(workdir, GrismParams(seed=5, subarray="SUBGRISM256", nints=SIM_NINTS, ngroups=2),
-                               prefix="bench_spectra_seed", truth=False, overwrite=True)
-        for key in ("ramp", "calints"):
-            Path(paths[key]).unlink(missing_ok=True)
+        simulate_grism(workdir, GrismParams(seed=5, subarray="SUBGRISM256", nints=SIM_NINTS, ngroups=2),
+                       prefix="bench_spectra_seed", truth=False, overwrite=True, products=["rateints"])
     with open_product(seed) as src:
         primary = src.header("PRIMARY")
         primary["NINTS"], primary["INTSTART"], primary["INTEND"] = nints, 1, nints
