@@ -112,7 +112,7 @@ def test_white_light_scatter_near_photon_and_read_noise(accept):
 
 @ONE_WORKER
 @pytest.mark.xfail(strict=True, reason="issue #5 point 1 with 1/f: after run_oneoverf on rateints the white light is "
-                   "2.30x the photon + read noise (344 vs 149 ppm), not <= 1.15x. Not reachable by a per-integration "
+                   "2.17x the photon + read noise (324 vs 149 ppm), not <= 1.15x. Not reachable by a per-integration "
                    "row method here: the F322W2 trace fills every row it crosses on 3 of 4 amplifiers, so those "
                    "rows' stripes (8.6 DN/s rms) can only be told from the star's flux through photon-noisy trace "
                    "pixels; the Fisher bound with the true profile is 1.43x, a GLS with the true profile and true "

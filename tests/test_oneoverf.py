@@ -96,6 +96,38 @@ def test_shrinkage_leaves_noisy_rows_near_the_offset():
     assert np.all((factor > 0.7) & (factor < 0.97))
 
 
+
+def test_noisy_rows_lean_on_their_correlated_neighbours():
+    """1/f stripes of neighbouring rows are alike: a row too noisy to measure is predicted
+    from the rows read before and after it, not left at the offset."""
+    rng = np.random.default_rng(8)
+    ny, nx, r, sd = 60, 256, 0.7, 3.0
+    noisy = [20, 30, 31, 45]
+    err = {True: [], False: []}
+    for _ in range(100):
+        stripes = np.empty(ny)
+        stripes[0] = rng.normal(0, sd)
+        for y in range(1, ny):  # AR(1): variance sd**2, correlation r**k between rows k apart
+            stripes[y] = r * stripes[y - 1] + rng.normal(0, sd * np.sqrt(1 - r * r))
+        frame = (stripes[:, None] + rng.normal(0, SIGMA, (ny, nx))).astype(np.float32)
+        weights = np.ones_like(frame)
+        weights[noisy] = 1e-6
+        frame[noisy] += rng.normal(0, SIGMA * 1e3, (len(noisy), nx)).astype(np.float32)
+        for shrink in (True, False):
+            est = oof.estimate_frame(frame, weights, ((0, nx),), oof.OneOverFParams(shrink=shrink, oddeven=False))
+            truth = stripes - np.median(stripes)
+            err[shrink].append((est.rows[0] - est.offsets[0]) - truth)
+    smooth, plain = (np.array(err[k]) for k in (True, False))
+    # a lone noisy row between measured neighbours keeps S (1 - r^2) / (1 + r^2) = 0.34 S of error
+    lone = np.mean(smooth[:, [20, 45]] ** 2) / sd**2
+    pair = np.mean(smooth[:, [30, 31]] ** 2) / sd**2
+    assert 0.2 < lone < 0.5, lone
+    assert lone < pair < 0.7, pair
+    assert np.mean(plain[:, noisy] ** 2) > 100 * sd**2  # measured as is, they are useless
+    # the well-measured rows are not made worse than measured (N = 100 / 256 DN^2 each)
+    good = np.setdiff1d(np.arange(ny), noisy)
+    assert np.mean(smooth[:, good] ** 2) <= np.mean(plain[:, good] ** 2)
+
 @pytest.mark.parametrize("field,value", [("method", "magic"), ("min_row_pixels", 0), ("clip_sigma", 0.5),
                                          ("oddeven", "yes"), ("model_ints", 1)])
 def test_params_are_checked(field, value):

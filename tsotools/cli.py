@@ -656,8 +656,8 @@ def _oneoverf_options(func):
         click.option("--no-oddeven", "oddeven", is_flag=True, flag_value=False, default=d.oddeven,
                      help="Leave odd/even column offsets in."),
         click.option("--no-shrink", "shrink", is_flag=True, flag_value=False, default=d.shrink,
-                     help="Subtract every row's measured 1/f in full instead of shrinking noisy rows (bright "
-                          "trace core) towards the amplifier offset."),
+                     help="Subtract every row's measured 1/f in full instead of estimating noisy rows (bright "
+                          "trace core) from their own pixels and the rows read just before and after."),
         click.option("--min-row-pixels", type=click.IntRange(min=1), default=d.min_row_pixels, show_default=True,
                      metavar="N", help="Usable pixels an amplifier row needs for its own estimate; fewer use the "
                                        "fall-backs (reference columns, other amplifiers, offset)."),

@@ -87,11 +87,13 @@ class OneOverFParams:
         Integrations sampled for the median image that starts the time-series model and
         gives the source mask. Default 15.
     shrink : bool
-        Shrink each row's 1/f towards its amplifier offset by S / (S + N), S the variance
-        of the frame's row stripes and N that row's estimation noise (the minimum-mean-
-        square-error linear estimate): rows of bright pixels (the grism trace core), whose
-        estimate is dominated by photon noise, are then corrected only as far as the data
-        tell. Default True.
+        Replace each row's measured 1/f by its minimum-mean-square-error estimate given
+        the measurement noise N of every row and the frame's row stripes (variance S,
+        correlation between neighbouring rows): rows of bright pixels (the grism trace
+        core), whose estimate is dominated by photon noise, are then corrected as far as
+        the data tell, leaning on the rows read just before and after them. Without row
+        correlation this is the shrinkage S / (S + N) towards the amplifier offset.
+        Default True.
     """
 
     method: str = "auto"
@@ -466,19 +468,45 @@ def estimate_frame(frame, weights, amplifiers, params: OneOverFParams = OneOverF
 
 
 def _shrink_rows(rows, noise, offsets, which, measured):
-    """Shrink row stripes (rows ``which``) towards the offset by S / (S + N), in place.
+    """Replace the row stripes of rows ``which`` by their least-squares-optimal estimate, in place.
 
-    S, the variance of the frame's row stripes, comes from the ``measured`` rows of
-    below-median noise.
+    The stripes s = rows - offsets are modelled, per amplifier, as a stationary series
+    along the rows with variance S and correlation r**|k| between rows k apart (1/f noise:
+    a row is read just after the one before it, so neighbouring stripes are alike), seen
+    through independent noise of variance ``noise``. The estimate is the posterior mean of
+    that model (a Kalman smoother along the rows): a well-measured row keeps its value, a
+    noisy one (rows of the grism trace or the weak-lens donut) leans on the rows read just
+    before and after it. With r = 0 this is the independent shrinkage S / (S + N). S and r
+    come from the ``measured`` rows of below-median noise.
     """
-    mvar = noise[measured]
-    quiet = measured & (noise <= np.median(mvar))
-    s_var = float(np.mean((rows - offsets[:, None])[quiet] ** 2 - noise[quiet]))
-    stripes = (rows - offsets[:, None])[which]
-    nvar = noise[which]
-    s_var = max(s_var, 0.0)
-    factor = s_var / (s_var + nvar) if s_var > 0 else np.zeros_like(nvar)
-    rows[which] = (offsets[:, None] + 0 * rows)[which] + stripes * factor
+    from scipy.linalg import solve_banded
+
+    stripes = rows - offsets[:, None]
+    quiet = measured & (noise <= np.median(noise[measured]))
+    s_var = float(np.mean(stripes[quiet] ** 2 - noise[quiet]))
+    if not s_var > 0:
+        rows[which] = np.broadcast_to(offsets[:, None], rows.shape)[which]
+        return
+    pairs = quiet[:, 1:] & quiet[:, :-1]
+    r = 0.0
+    if pairs.sum() >= 8:
+        r = float(np.sum((stripes[:, 1:] * stripes[:, :-1])[pairs])) / (pairs.sum() * s_var)
+        r = min(max(r, 0.0), 0.95)
+    ny = rows.shape[1]
+    # precision of the AR(1) prior (tridiagonal) plus that of the measurements
+    ab = np.zeros((3, ny))
+    ab[0, 1:] = ab[2, :-1] = -r
+    ab[1] = 1 + r * r
+    ab[1, [0, -1]] = 1.0
+    ab /= s_var * (1 - r * r)
+    for a in range(rows.shape[0]):
+        if not which[a].any():
+            continue
+        prec = np.where(which[a], 1.0 / np.maximum(noise[a], 1e-12 * s_var), 0.0)
+        band = ab.copy()
+        band[1] += prec
+        post = solve_banded((1, 1), band, prec * np.where(which[a], stripes[a], 0.0))
+        rows[a, which[a]] = offsets[a] + post[which[a]]
 
 
 # ------------------------------------------------------------------- the scene model
