@@ -30,4 +30,4 @@ docs-check: $(STAMP)
 	$(PY) scripts/gen_docs.py --check
 
 clean:
-	rm -rf $(DEMO) .pytest_cache build *.egg-info
+	rm -rf $(DEMO) .pytest_cache build *.egg-info benchmarks/output benchmarks/output.*
