@@ -736,6 +736,10 @@ def test_cli_simulate_json_and_no_truth(tmp_path):
                                        "--products", "ramp,calints"])
     assert result.exit_code == 2 and "calints: expected a comma-separated subset of ramp,rateints" in result.output
     assert not (tmp_path / "no").exists()
+    # a guider run's science decides: imaging makes no calints (checked before anything is written)
+    result = CliRunner().invoke(main, ["simulate", "guider", "-o", str(tmp_path / "no"), "--products", "calints"])
+    assert result.exit_code == 2 and "products must be among ramp, rateints; got calints" in result.output
+    assert not (tmp_path / "no").exists()
 
 
 def test_cli_simulate_guider_no_tables_and_bad_values(tmp_path):

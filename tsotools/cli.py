@@ -273,7 +273,7 @@ def _sim_options(kind):
 
     cls = {"grism": sp.GrismParams, "imaging": sp.ImagingParams, "guider": sp.GuiderParams}[kind]
     # the calints cutout exists for grism scenes (a guider run's science may be either)
-    made = ("ramp", "rateints", "calints") if kind != "imaging" else ("ramp", "rateints")
+    made = sp.SCIENCE_PRODUCTS if kind != "imaging" else sp.SCIENCE_PRODUCTS[:2]
 
     def d(name):
         return cls.__dataclass_fields__[name].default
@@ -528,9 +528,9 @@ def _sim_options(kind):
         click.option(
             "--products",
             type=_ProductList(made),
-            default=",".join(made),
-            show_default=True,
-            help="Science products to write, comma-separated (the others are not written).",
+            default=None,
+            help=f"Science products to write, comma-separated from {','.join(made)} (default: all "
+                 "the scene makes; the others are not written).",
         ),
         click.option("--overwrite", is_flag=True, help="Replace existing outputs."),
         json_option,
@@ -566,14 +566,15 @@ def _simulate(
         params = cls(**fields)
     except ValueError as exc:
         raise TsoToolsError(f"invalid option: {exc}") from None
-    if kind == "guider" and params.science == "imaging":
-        products = tuple(k for k in products if k != "calints")
     quiet = bool((click.get_current_context().find_root().obj or {}).get("quiet"))
     with progress_bar(f"simulate {kind}", total=params.nints, enabled=not quiet) as advance:
-        paths = run(
-            outdir, params, prefix=prefix, truth=truth, overwrite=overwrite, progress=advance,
-            products=products,
-        )
+        try:
+            paths = run(
+                outdir, params, prefix=prefix, truth=truth, overwrite=overwrite, progress=advance,
+                products=products,
+            )
+        except ValueError as exc:  # checked before anything is written (e.g. calints of imaging)
+            raise TsoToolsError(f"invalid option: {exc}") from None
     outputs = {k: str(v) for k, v in paths.items()}
     summary = {"kind": kind, "seed": params.seed, "nints": params.nints, "ngroups": params.ngroups,
                "subarray": getattr(params, "subarray", None), "outputs": outputs,

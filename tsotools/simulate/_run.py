@@ -42,7 +42,7 @@ from ._timeline import (
     make_timeline,
     transit_shape,
 )
-from .params import GrismParams, GuiderParams, ImagingParams
+from .params import SCIENCE_PRODUCTS, GrismParams, GuiderParams, ImagingParams
 
 __all__ = ["simulate_grism", "simulate_guider", "simulate_imaging"]
 
@@ -281,9 +281,6 @@ _RAMP_STEPS = {
     "refpix": "SKIPPED",
 }
 _RATE_STEPS = {**_RAMP_STEPS, "jump": "COMPLETE", "ramp_fit": "COMPLETE"}
-
-#: Science products a simulation can write, in order (``calints``: grism scenes only).
-SCIENCE_PRODUCTS = ("ramp", "rateints", "calints")
 _CAL_STEPS = {
     **_RATE_STEPS,
     "assign_wcs": "COMPLETE",

@@ -22,6 +22,7 @@ __all__ = [
     "IMAGING_FILTERS",
     "IMAGING_SUBARRAYS",
     "ImagingParams",
+    "SCIENCE_PRODUCTS",
 ]
 
 #: Grism subarrays: name -> height in rows (all 2048 px wide, at the bottom detector edge).
@@ -30,6 +31,8 @@ GRISM_SUBARRAYS = {"SUBGRISM64": 64, "SUBGRISM128": 128, "SUBGRISM256": 256}
 IMAGING_SUBARRAYS = {"SUB64P": 64, "SUB160P": 160, "SUB400P": 400}
 #: Grism filters the simulator knows (in-flight GRISMR wavelength solutions).
 GRISM_FILTERS = ("F322W2", "F444W")
+#: Science products a simulation can write, in order (``calints``: grism scenes only).
+SCIENCE_PRODUCTS = ("ramp", "rateints", "calints")
 #: Short-wave filters used with the WLP8 weak lens.
 IMAGING_FILTERS = ("F210M", "WLP4")
 #: Start of the default exposure, MJD UTC (2024-01-01 06:00).
